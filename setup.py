@@ -1,0 +1,33 @@
+"""Builds the one native extension, ``obengine._core``; everything else is in pyproject.toml.
+
+Environment switches (read at build time):
+  OBENGINE_DEBUG=1     bounds and initialisation checks on, -O0 -g: run the tests under it too.
+  OBENGINE_ANNOTATE=1  write Cython's HTML annotation next to the sources (shows Python
+                       interaction on the hot path).
+"""
+import os
+
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+DEBUG = os.environ.get("OBENGINE_DEBUG") == "1"
+ANNOTATE = os.environ.get("OBENGINE_ANNOTATE") == "1"
+
+directives = {
+    "language_level": 3,
+    "boundscheck": DEBUG,
+    "wraparound": False,
+    "initializedcheck": DEBUG,
+    "cdivision": True,
+    "overflowcheck": False,
+    "embedsignature": True,
+}
+
+extension = Extension(
+    "obengine._core",
+    ["src/obengine/_core.pyx"],
+    extra_compile_args=["-O0", "-g"] if DEBUG else ["-O3"],
+    define_macros=[("CYTHON_TRACE", "0")],
+)
+
+setup(ext_modules=cythonize([extension], compiler_directives=directives, annotate=ANNOTATE))
