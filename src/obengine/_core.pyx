@@ -1,0 +1,507 @@
+"""obengine's native core: raw BtcTurk websocket frames in, exact order books out.
+
+Fixed-point invariant
+---------------------
+Every price and amount is held as an int64 count of *units*: ``price_units = price *
+10**price_scale`` and ``amount_units = amount * 10**amount_scale``, with scales (decimal places)
+in 0..18. Units come only from decimal text parsed digit by digit (never through a float), and
+every scaling is a multiplication by a power of ten checked against INT64_MAX first. A value that
+cannot be held exactly is never rounded: either the book rescales itself exactly (raising its
+scale and multiplying every stored value by a power of ten) or the frame raises FrameError and
+changes nothing. The full rules are in docs/rules.md.
+
+Atomicity
+---------
+``apply`` parses and checks the whole frame into a scratch area first (_frame.pxi), then converts
+every value, checks any rescale and reserves room, and only then commits; the commit itself cannot
+fail. The scratch area is module-wide: the core is used under the GIL and never releases it.
+
+This module knows nothing of sockets, clocks or files.
+"""
+from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t, INT64_MAX
+from libc.stdlib cimport realloc
+from libc.string cimport memcmp, memcpy, memmove
+from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_GET_SIZE
+from cpython.unicode cimport PyUnicode_Check, PyUnicode_DecodeUTF8
+cimport cython
+
+import enum
+from decimal import Decimal
+
+import numpy
+
+from obengine.errors import FrameError
+from obengine.scales import DEFAULT_SCALES
+
+cdef extern from "Python.h":
+    const char* PyUnicode_AsUTF8AndSize(object, Py_ssize_t*) except NULL
+
+include "_fixed.pxi"
+include "_frame.pxi"
+include "_side.pxi"
+include "_errors.pxi"
+
+#: Largest scale (decimal places) a book can have: 10**18 is the largest power of ten in int64.
+MAX_SCALE = SCALE_LIMIT
+
+
+class Status(enum.IntEnum):
+    """What ``apply`` did with a frame.
+
+    APPLIED: the frame changed the book (a 431, or the next 432 in sequence).
+    IGNORED: not a book frame (trades, tickers, results...); nothing changed.
+    STALE: a 432 whose CS is not newer than the book's; nothing changed.
+    GAP: a 432 after a missing CS, or while the book is not synced; nothing changed, and the
+         book stays unsynced until the next 431 (leave and re-join the pair's obdiff).
+    CROSSED: the frame was applied but left best bid >= best ask; the book is marked not synced.
+    """
+
+    APPLIED = 0
+    IGNORED = 1
+    STALE = 2
+    GAP = 3
+    CROSSED = 4
+
+
+cdef enum:
+    ST_APPLIED = 0
+    ST_IGNORED = 1
+    ST_STALE = 2
+    ST_GAP = 3
+    ST_CROSSED = 4
+
+cdef tuple _STATUS = tuple(Status)
+cdef object _IGNORED = Status.IGNORED
+cdef tuple _NOT_A_BOOK_FRAME = (None, Status.IGNORED)
+
+cdef enum:
+    INITIAL_LEVELS = 128    # rows per side: the exchange's 100-level window plus headroom
+
+# The scratch area every apply parses into (see "Atomicity" above).
+cdef Parsed _PARSED
+_PARSED.changes[0] = NULL
+_PARSED.changes[1] = NULL
+_PARSED.cap[0] = 0
+_PARSED.cap[1] = 0
+
+
+cdef inline const unsigned char* _acquire(object frame, Py_buffer* view, Py_ssize_t* size,
+                                         bint* held) except NULL:
+    """The frame's bytes (UTF-8 for str). If *held, release view with PyBuffer_Release."""
+    cdef const char* s
+    held[0] = False
+    if PyBytes_CheckExact(frame):
+        size[0] = PyBytes_GET_SIZE(frame)
+        return <const unsigned char*>PyBytes_AS_STRING(frame)
+    if PyUnicode_Check(frame):
+        s = PyUnicode_AsUTF8AndSize(frame, size)
+        return <const unsigned char*>s
+    PyObject_GetBuffer(frame, view, PyBUF_SIMPLE)
+    held[0] = True
+    size[0] = view.len
+    return <const unsigned char*>view.buf if view.buf != NULL else <const unsigned char*>b""
+
+
+cdef object _new_side(Py_ssize_t rows, int64_t** data):
+    """A zeroed (rows, 2) int64 array, read-only to Python; *data gets its memory."""
+    arr = numpy.zeros((rows, 2), dtype=numpy.int64)
+    cdef int64_t[:, ::1] mv = arr
+    data[0] = &mv[0, 0]
+    arr.flags.writeable = False
+    return arr
+
+
+cdef str _units_text(int64_t units, int scale):
+    """Exact decimal text of units at scale (e.g. 12345, 2 -> '123.45')."""
+    if scale == 0:
+        return str(units)
+    digits = str(units).rjust(scale + 1, "0")
+    return digits[:-scale] + "." + digits[-scale:]
+
+
+cdef int _check_scale(object value, str name) except -1:
+    if not isinstance(value, int) or not 0 <= value <= SCALE_LIMIT:
+        raise ValueError(f"{name} must be an int in 0..{SCALE_LIMIT}, got {value!r}")
+    return 0
+
+
+@cython.final
+cdef class Book:
+    """The L2 order book of one pair, in fixed point.
+
+    ``Book(pair, price_scale, amount_scale)``: prices are held as ``price * 10**price_scale``
+    and amounts as ``amount * 10**amount_scale``, both int64 (see ``bids``). The scales only
+    ever rise, when a frame brings more decimal places (an exact rescale).
+
+    Feed it every frame of the pair's ``obdiff`` subscription with ``apply``. A Book is not
+    thread-safe; use it from one thread.
+    """
+    cdef readonly str pair
+    cdef bytes _pair_bytes
+    cdef int _price_scale
+    cdef int _amount_scale
+    cdef int64_t _seq
+    cdef bint _has_seq
+    cdef bint _synced
+    cdef int64_t _anomalies
+    cdef object _ask_arr        # numpy arrays owning the levels
+    cdef object _bid_arr
+    cdef int64_t* _lv[2]
+    cdef Py_ssize_t _n[2]
+    cdef Py_ssize_t _cap[2]
+
+    def __init__(self, str pair, int price_scale, int amount_scale):
+        encoded = pair.encode("utf-8")
+        if not 0 < len(encoded) <= MAX_PAIR:
+            raise ValueError(f"pair must be 1 to {MAX_PAIR} bytes of UTF-8, got {pair!r}")
+        _check_scale(price_scale, "price_scale")
+        _check_scale(amount_scale, "amount_scale")
+        self.pair = pair
+        self._pair_bytes = encoded
+        self._price_scale = price_scale
+        self._amount_scale = amount_scale
+        self._seq = 0
+        self._has_seq = False
+        self._synced = False
+        self._anomalies = 0
+        self._ask_arr = _new_side(INITIAL_LEVELS, &self._lv[0])
+        self._bid_arr = _new_side(INITIAL_LEVELS, &self._lv[1])
+        self._n[0] = self._n[1] = 0
+        self._cap[0] = self._cap[1] = INITIAL_LEVELS
+
+    def apply(self, frame):
+        """Apply one websocket frame (``bytes``, ``str`` or a buffer, exactly as received).
+
+        Returns a ``Status``. Raises ``FrameError`` for a malformed frame or one for another
+        pair, leaving the book unchanged. Views from ``bids``/``asks``/``top`` taken before
+        the call are no longer valid after it.
+        """
+        cdef Py_buffer view
+        cdef Py_ssize_t size
+        cdef bint held
+        cdef const unsigned char* buf = _acquire(frame, &view, &size, &held)
+        try:
+            return self._apply(buf, size)
+        finally:
+            if held:
+                PyBuffer_Release(&view)
+
+    cdef object _apply(self, const unsigned char* buf, Py_ssize_t size):
+        cdef Parsed* ps = &_PARSED
+        if parse_frame(ps, buf, size):
+            raise _frame_error(ps, self.pair)
+        if ps.type != 431 and ps.type != 432:
+            return _IGNORED
+        if ps.pair_len != len(self._pair_bytes) or memcmp(ps.pair, <const char*>self._pair_bytes, ps.pair_len):
+            got = (<const char*>ps.pair)[:ps.pair_len].decode("utf-8", "replace")
+            ps.err = E_WRONG_PAIR
+            ps.err_pos = ps.pair - ps.start
+            raise _frame_error(ps, self.pair, f"got {got!r}")
+        return _STATUS[self._commit(ps)]
+
+    cdef int _commit(self, Parsed* ps) except -1:
+        """Apply a parsed book frame of this pair; returns an ST_ code. Raises FrameError
+        (before changing anything) when a value or the rescale does not fit."""
+        cdef int32_t d
+        cdef int side, k
+        cdef int new_scale[2]
+        cdef int grow[2]
+        cdef Change* c
+        cdef bint snapshot = ps.type == 431
+        if not snapshot:
+            if not self._synced:
+                return ST_GAP
+            d = <int32_t>(<uint32_t>ps.cs - <uint32_t>self._seq)
+            if d <= 0:
+                return ST_STALE
+            if d > 1:
+                self._synced = False
+                return ST_GAP
+        new_scale[0] = max(self._price_scale, ps.max_price_dec)
+        new_scale[1] = max(self._amount_scale, ps.max_amount_dec)
+        grow[0] = new_scale[0] - self._price_scale
+        grow[1] = new_scale[1] - self._amount_scale
+
+        # 1. every value of the frame in units at the new scales
+        for side in range(2):
+            for k in range(ps.n[side]):
+                c = &ps.changes[side][k]
+                if not to_units(&c.price, new_scale[0], &c.price.mant):
+                    self._convert_error(ps, side, k, F_P, new_scale[0])
+                if not to_units(&c.amount, new_scale[1], &c.amount.mant):
+                    self._convert_error(ps, side, k, F_A, new_scale[1])
+        # 2. the rescale of what the book holds (a snapshot replaces it instead)
+        if not snapshot:
+            for k in range(2):          # column: 0 price, 1 amount
+                if grow[k] and (side_max(self._lv[0], self._n[0], k) > MAXMUL[grow[k]]
+                                or side_max(self._lv[1], self._n[1], k) > MAXMUL[grow[k]]):
+                    ps.err = E_RESCALE
+                    ps.err_pos = 0
+                    raise _frame_error(ps, self.pair, f"to {'price' if k == 0 else 'amount'} scale {new_scale[k]}")
+        # 3. room for every level the frame may insert
+        for side in range(2):
+            self._reserve(ps, side, snapshot, grow[0] != 0)
+
+        # 4. commit: nothing below can fail
+        if snapshot:
+            self._n[0] = 0
+            self._n[1] = 0
+        else:
+            for k in range(2):
+                if grow[k]:
+                    side_rescale(self._lv[0], self._n[0], k, grow[k])
+                    side_rescale(self._lv[1], self._n[1], k, grow[k])
+        self._price_scale = new_scale[0]
+        self._amount_scale = new_scale[1]
+        side_apply(self._lv[0], &self._n[0], ps.changes[0], ps.n[0], 1, &self._anomalies)
+        side_apply(self._lv[1], &self._n[1], ps.changes[1], ps.n[1], -1, &self._anomalies)
+        self._seq = ps.cs
+        self._has_seq = True
+        self._synced = True
+        if self._n[0] and self._n[1] and self._lv[1][0] >= self._lv[0][0]:
+            self._synced = False
+            return ST_CROSSED
+        return ST_APPLIED
+
+    cdef int _convert_error(self, Parsed* ps, int side, Py_ssize_t k, int field, int scale) except -1:
+        ps.err = E_CONVERT
+        ps.err_pos = ps.changes[side][k].offset
+        ps.err_field = field
+        ps.err_side = side
+        ps.err_index = k
+        raise _frame_error(ps, self.pair, f"{'price' if field == F_P else 'amount'} scale {scale}")
+
+    cdef int _reserve(self, Parsed* ps, int side, bint snapshot, bint price_rescale) except -1:
+        """Make room on a side for every insert the frame could make, before committing."""
+        cdef Py_ssize_t base = 0 if snapshot else self._n[side]
+        cdef Py_ssize_t need = base + ps.n[side]
+        cdef Py_ssize_t k, rows
+        cdef bint found
+        cdef const Change* c
+        cdef int64_t sgn = 1 if side == 0 else -1
+        cdef int64_t* data
+        if need <= self._cap[side]:
+            return 0
+        if not snapshot and not price_rescale:
+            # Tighter bound: only changes that set an amount at a price not yet in the side
+            # can insert (the exchange's big frames mostly update or delete).
+            need = base
+            for k in range(ps.n[side]):
+                c = &ps.changes[side][k]
+                if c.cp != 3 and c.amount.mant != 0:
+                    side_find(self._lv[side], self._n[side], c.price.mant, sgn, &found)
+                    need += not found
+            if need <= self._cap[side]:
+                return 0
+        rows = max(need, self._cap[side] + self._cap[side] // 2)
+        rows = (rows + 15) & ~15
+        arr = _new_side(rows, &data)
+        memcpy(data, self._lv[side], self._n[side] * 2 * sizeof(int64_t))
+        if side == 0:
+            self._ask_arr = arr
+        else:
+            self._bid_arr = arr
+        self._lv[side] = data
+        self._cap[side] = rows
+        return 0
+
+    @property
+    def price_scale(self):
+        """Decimal places of prices: ``price = price_units / 10**price_scale``."""
+        return self._price_scale
+
+    @property
+    def amount_scale(self):
+        """Decimal places of amounts: ``amount = amount_units / 10**amount_scale``."""
+        return self._amount_scale
+
+    @property
+    def seq(self):
+        """CS of the last applied frame, as the exchange sent it; None before the first 431."""
+        return self._seq if self._has_seq else None
+
+    @property
+    def synced(self):
+        """True while the book follows the feed; False before the first 431 and after a gap or
+        a crossed book, until the next 431."""
+        return self._synced
+
+    @property
+    def anomalies(self):
+        """How many changes did not match the book (see docs/rules.md, "Changes")."""
+        return self._anomalies
+
+    @property
+    def bids(self):
+        """Bids, best (highest) first: a read-only int64 view of shape (k, 2), columns
+        ``[price_units, amount_units]``, on the book's own memory (no copy).
+
+        Valid until the next ``apply`` on this book (or its BookSet); after that its contents
+        are unspecified. ``.copy()`` it to keep a state.
+        """
+        return self._bid_arr[:self._n[1]]
+
+    @property
+    def asks(self):
+        """Asks, best (lowest) first; same layout and validity as ``bids``."""
+        return self._ask_arr[:self._n[0]]
+
+    def top(self, Py_ssize_t n=10):
+        """``(bids, asks)``: views of the best n levels of each side (fewer if the side is
+        shorter). Same layout and validity as ``bids``."""
+        if n < 0:
+            raise ValueError(f"n must be >= 0, got {n}")
+        return (self._bid_arr[:min(n, self._n[1])], self._ask_arr[:min(n, self._n[0])])
+
+    @property
+    def best_bid(self):
+        """``(price_units, amount_units)`` of the best bid, or None."""
+        return (self._lv[1][0], self._lv[1][1]) if self._n[1] else None
+
+    @property
+    def best_ask(self):
+        """``(price_units, amount_units)`` of the best ask, or None."""
+        return (self._lv[0][0], self._lv[0][1]) if self._n[0] else None
+
+    @property
+    def spread(self):
+        """Best ask minus best bid as an exact Decimal price, or None if a side is empty."""
+        if not (self._n[0] and self._n[1]):
+            return None
+        return Decimal(f"{self._lv[0][0] - self._lv[1][0]}E-{self._price_scale}")
+
+    @property
+    def mid(self):
+        """(best bid + best ask) / 2 as an exact Decimal price, or None if a side is empty."""
+        if not (self._n[0] and self._n[1]):
+            return None
+        total = <object>self._lv[0][0] + <object>self._lv[1][0]      # Python ints: no overflow
+        return Decimal(f"{total * 5}E-{self._price_scale + 1}")   # exact, whatever the context
+
+    def to_float(self, Py_ssize_t n=10):
+        """``(bids, asks)``: float64 copies of the top n levels in real units (price, amount),
+        shape (k, 2). Floats are approximations: for display and models, not for the book."""
+        bids, asks = self.top(n)
+        factor = numpy.array([10.0 ** -self._price_scale, 10.0 ** -self._amount_scale])
+        return bids.astype(numpy.float64) * factor, asks.astype(numpy.float64) * factor
+
+    def snapshot(self):
+        """The whole book as exact decimal strings: a dict with pair, seq, synced, the scales,
+        and bids/asks as lists of (price, amount) best first."""
+        return {
+            "pair": self.pair,
+            "seq": self.seq,
+            "synced": self._synced,
+            "price_scale": self._price_scale,
+            "amount_scale": self._amount_scale,
+            "bids": self._side_text(1),
+            "asks": self._side_text(0),
+        }
+
+    cdef list _side_text(self, int side):
+        cdef Py_ssize_t i
+        return [(_units_text(self._lv[side][2 * i], self._price_scale),
+                 _units_text(self._lv[side][2 * i + 1], self._amount_scale))
+                for i in range(self._n[side])]
+
+    def __repr__(self):
+        return (f"<Book {self.pair} seq={self.seq} {'synced' if self._synced else 'not synced'} "
+                f"bids={self._n[1]} asks={self._n[0]} scales={self._price_scale}/{self._amount_scale}>")
+
+
+@cython.final
+cdef class BookSet:
+    """Books for many pairs, fed from one socket: ``apply`` routes each frame by its pair.
+
+    ``BookSet(scales=None)``: a book is created when its pair is first seen, with scales from
+    ``scales[pair]`` (``{pair: (price_scale, amount_scale)}``), else ``obengine.DEFAULT_SCALES``,
+    else (0, 0) and then inferred from the first snapshot (the rescale raises them). A read-only
+    mapping of pair to ``Book``.
+    """
+    cdef dict _books
+    cdef dict _scales
+    cdef Book _last         # the book of the previous frame: one-pair streams skip the lookup
+
+    def __init__(self, scales=None):
+        self._books = {}
+        self._scales = dict(DEFAULT_SCALES)
+        if scales is not None:
+            for pair, value in dict(scales).items():
+                try:
+                    price_scale, amount_scale = value
+                except (TypeError, ValueError):
+                    raise ValueError(f"scales[{pair!r}] must be (price_scale, amount_scale), got {value!r}") from None
+                _check_scale(price_scale, f"scales[{pair!r}] price_scale")
+                _check_scale(amount_scale, f"scales[{pair!r}] amount_scale")
+                self._scales[pair] = (price_scale, amount_scale)
+        self._last = None
+
+    def apply(self, frame):
+        """Apply one websocket frame to the book of its pair.
+
+        Returns ``(pair, Status)``, or ``(None, Status.IGNORED)`` for a frame that is not a
+        book frame. Raises ``FrameError`` for a malformed frame; no book changes and none is
+        created.
+        """
+        cdef Py_buffer view
+        cdef Py_ssize_t size
+        cdef bint held
+        cdef const unsigned char* buf = _acquire(frame, &view, &size, &held)
+        try:
+            return self._apply(buf, size)
+        finally:
+            if held:
+                PyBuffer_Release(&view)
+
+    cdef object _apply(self, const unsigned char* buf, Py_ssize_t size):
+        cdef Parsed* ps = &_PARSED
+        cdef Book book = self._last
+        if parse_frame(ps, buf, size):
+            raise _frame_error(ps, None)
+        if ps.type != 431 and ps.type != 432:
+            return _NOT_A_BOOK_FRAME
+        if (book is None or ps.pair_len != len(book._pair_bytes)
+                or memcmp(ps.pair, <const char*>book._pair_bytes, ps.pair_len)):
+            pair = PyUnicode_DecodeUTF8(<const char*>ps.pair, ps.pair_len, NULL)
+            book = self._books.get(pair)
+            if book is None:
+                price_scale, amount_scale = self._scales.get(pair, (0, 0))
+                book = Book(pair, price_scale, amount_scale)
+                status = _STATUS[book._commit(ps)]      # raises before the book is kept
+                self._books[pair] = book
+                self._last = book
+                return (book.pair, status)
+            self._last = book
+        return (book.pair, _STATUS[book._commit(ps)])
+
+    def __getitem__(self, pair):
+        return self._books[pair]
+
+    def __iter__(self):
+        return iter(self._books)
+
+    def __len__(self):
+        return len(self._books)
+
+    def __contains__(self, pair):
+        return pair in self._books
+
+    def get(self, pair, default=None):
+        return self._books.get(pair, default)
+
+    def keys(self):
+        return self._books.keys()
+
+    def values(self):
+        return self._books.values()
+
+    def items(self):
+        return self._books.items()
+
+    def __repr__(self):
+        return f"<BookSet {len(self._books)} books>"
+
+
+import collections.abc
+collections.abc.Mapping.register(BookSet)

@@ -1,0 +1,778 @@
+# Frame parser: raw bytes of one websocket message -> a Parsed frame. Included by _core.pyx.
+#
+# One pass over the bytes, no Python object created. The result goes to a scratch area (the
+# Parsed struct and its change arrays) and nothing in any book is touched here: the caller
+# commits the frame only after the whole of it has been read and checked, which is what makes
+# a frame atomic. Every function returns 0 or an error code; the error's place is kept in the
+# Parsed struct and turned into a FrameError in one place (_errors.pxi).
+
+cdef enum:
+    MAX_DEPTH = 256         # deepest nesting of arrays/objects accepted in a skipped value
+    MAX_PAIR = 64           # longest pair name, in bytes
+    NUMBUF = 128            # longest number held in a string that uses escapes
+
+# Error codes (0 is success). Messages live in _errors.pxi.
+cdef enum:
+    E_OK = 0
+    E_END               # the frame ends too early
+    E_SYNTAX            # invalid JSON; ps.detail says what was expected
+    E_DEPTH
+    E_UTF8
+    E_CONTROL           # unescaped control character in a string
+    E_ESCAPE
+    E_NOT_FRAME         # not a [type, ...] array
+    E_NOT_BOOK_FRAME    # a 431/432 that is not exactly [type, object]
+    E_NUMBER            # not a number
+    E_RANGE             # does not fit int64
+    E_DECIMALS          # more than SCALE_LIMIT decimal places
+    E_NOT_INT
+    E_CP
+    E_DUPLICATE
+    E_TYPE              # a known key with a value of the wrong JSON type
+    E_MISSING
+    E_NO_PAIR
+    E_PAIR_LENGTH
+    E_PRICE
+    E_AMOUNT
+    E_WRONG_PAIR        # raised by Book, not the parser
+    E_RESCALE           # raised at commit: rescaling the book would overflow
+    E_CONVERT           # raised at commit: a value does not fit at the book's scale
+
+# Fields, for error locations.
+cdef enum:
+    F_NONE = 0
+    F_TYPE
+    F_PAYLOAD
+    F_CS
+    F_PS
+    F_EVENT
+    F_AO
+    F_BO
+    F_P
+    F_A
+    F_CP
+    F_LEVEL
+
+# Known-key bits, for duplicate detection.
+cdef enum:
+    K_CS = 1
+    K_PS = 2
+    K_EVENT = 4
+    K_AO = 8
+    K_BO = 16
+    K_P = 32
+    K_A = 64
+    K_CP = 128
+    K_UNKNOWN = 0
+
+ctypedef struct Change:
+    Num price           # parsed; converted to units in .price.mant at commit
+    Num amount
+    int cp              # 0, 1 or 3 (entries of a 431 are given cp 1)
+    bint has_amount
+    Py_ssize_t offset   # byte offset of the entry's '{'
+
+ctypedef struct Parsed:
+    const unsigned char* start
+    const unsigned char* end
+    const unsigned char* p
+    # result
+    int64_t type
+    bint has_cs
+    int64_t cs
+    const unsigned char* pair   # points into the frame, or into psbuf/evbuf when escaped
+    Py_ssize_t pair_len
+    Change* changes[2]          # [0] asks (AO), [1] bids (BO)
+    Py_ssize_t n[2]
+    Py_ssize_t cap[2]
+    int max_price_dec
+    int max_amount_dec
+    # error place
+    int err
+    const char* detail
+    Py_ssize_t err_pos
+    int err_field
+    int err_side                # -1, or 0/1 for AO/BO
+    Py_ssize_t err_index
+    # decoding buffers for escaped strings
+    unsigned char psbuf[MAX_PAIR + 8]
+    unsigned char evbuf[MAX_PAIR + 8]
+    unsigned char numbuf[NUMBUF + 8]
+    unsigned char keybuf[24]
+
+
+cdef inline int _fail(Parsed* ps, int code, const unsigned char* at, const char* detail) noexcept nogil:
+    if ps.err == E_OK:
+        ps.err = code
+        ps.err_pos = at - ps.start
+        ps.detail = detail
+    return code
+
+
+cdef inline void _ws(Parsed* ps) noexcept nogil:
+    cdef const unsigned char* p = ps.p
+    cdef const unsigned char* end = ps.end
+    while p < end and (p[0] == b' ' or p[0] == b'\n' or p[0] == b'\r' or p[0] == b'\t'):
+        p += 1
+    ps.p = p
+
+
+cdef inline int _expect(Parsed* ps, unsigned char c, const char* detail) noexcept nogil:
+    _ws(ps)
+    if ps.p >= ps.end:
+        return _fail(ps, E_END, ps.p, detail)
+    if ps.p[0] != c:
+        return _fail(ps, E_SYNTAX, ps.p, detail)
+    ps.p += 1
+    return 0
+
+
+cdef inline int _hex4(const unsigned char* p, unsigned int* out) noexcept nogil:
+    cdef unsigned int v = 0, c
+    cdef int i
+    for i in range(4):
+        c = p[i]
+        if _is_digit(c):
+            v = v * 16 + (c - 48)
+        elif b'a' <= c <= b'f':
+            v = v * 16 + (c - 87)
+        elif b'A' <= c <= b'F':
+            v = v * 16 + (c - 55)
+        else:
+            return -1
+    out[0] = v
+    return 0
+
+
+cdef int _utf8_len(const unsigned char* p, const unsigned char* end) noexcept nogil:
+    """Length of the valid UTF-8 sequence at p (whose first byte is >= 0x80), or 0."""
+    cdef unsigned char c = p[0]
+    cdef int n
+    cdef unsigned char lo = 0x80, hi = 0xBF
+    if 0xC2 <= c <= 0xDF:
+        n = 2
+    elif 0xE0 <= c <= 0xEF:
+        n = 3
+        if c == 0xE0:
+            lo = 0xA0
+        elif c == 0xED:
+            hi = 0x9F
+    elif 0xF0 <= c <= 0xF4:
+        n = 4
+        if c == 0xF0:
+            lo = 0x90
+        elif c == 0xF4:
+            hi = 0x8F
+    else:
+        return 0
+    if end - p < n or not (lo <= p[1] <= hi):
+        return 0
+    if n >= 3 and not (0x80 <= p[2] <= 0xBF):
+        return 0
+    if n == 4 and not (0x80 <= p[3] <= 0xBF):
+        return 0
+    return n
+
+
+cdef inline unsigned char* _put_utf8(unsigned char* o, unsigned int cp) noexcept nogil:
+    if cp < 0x80:
+        o[0] = cp
+        return o + 1
+    if cp < 0x800:
+        o[0] = 0xC0 | (cp >> 6)
+        o[1] = 0x80 | (cp & 0x3F)
+        return o + 2
+    if cp < 0x10000:
+        o[0] = 0xE0 | (cp >> 12)
+        o[1] = 0x80 | ((cp >> 6) & 0x3F)
+        o[2] = 0x80 | (cp & 0x3F)
+        return o + 3
+    o[0] = 0xF0 | (cp >> 18)
+    o[1] = 0x80 | ((cp >> 12) & 0x3F)
+    o[2] = 0x80 | ((cp >> 6) & 0x3F)
+    o[3] = 0x80 | (cp & 0x3F)
+    return o + 4
+
+
+cdef int _string(Parsed* ps, const unsigned char** s, Py_ssize_t* n,
+                 unsigned char* buf, Py_ssize_t cap) noexcept nogil:
+    """Read the string whose opening quote is at ps.p; leave ps.p past the closing quote.
+
+    Checks escapes, control characters and UTF-8. If s is not NULL, sets (*s, *n) to the
+    string's value: a pointer into the frame when it has no escapes, else the value decoded
+    into buf (cap bytes at most; a longer value sets *n = -1).
+    """
+    cdef const unsigned char* p = ps.p + 1
+    cdef const unsigned char* end = ps.end
+    cdef const unsigned char* begin = p
+    cdef unsigned char c
+    cdef bint escaped = False
+    cdef int k
+    cdef unsigned int u, u2
+    cdef unsigned char* o
+    while True:
+        if p >= end:
+            return _fail(ps, E_END, p, "a closing '\"'")
+        c = p[0]
+        if c == b'"':
+            break
+        if c == b'\\':
+            escaped = True
+            if p + 1 >= end:
+                return _fail(ps, E_END, p, "an escape")
+            c = p[1]
+            if c == b'u':
+                if end - p < 6 or _hex4(p + 2, &u) < 0:
+                    return _fail(ps, E_ESCAPE, p, "\\u and four hex digits")
+                p += 6
+            elif c == b'"' or c == b'\\' or c == b'/' or c == b'b' or c == b'f' or c == b'n' or c == b'r' or c == b't':
+                p += 2
+            else:
+                return _fail(ps, E_ESCAPE, p, "a valid escape")
+        elif c < 0x20:
+            return _fail(ps, E_CONTROL, p, NULL)
+        elif c >= 0x80:
+            k = _utf8_len(p, end)
+            if k == 0:
+                return _fail(ps, E_UTF8, p, NULL)
+            p += k
+        else:
+            p += 1
+    ps.p = p + 1
+    if s == NULL:
+        return 0
+    if not escaped:
+        s[0] = begin
+        n[0] = p - begin
+        return 0
+    # decode the (already checked) escapes into buf
+    end = p
+    p = begin
+    o = buf
+    while p < end:
+        if o - buf > cap - 4:
+            n[0] = -1
+            return 0
+        c = p[0]
+        if c != b'\\':
+            o[0] = c
+            o += 1
+            p += 1
+            continue
+        c = p[1]
+        if c == b'u':
+            _hex4(p + 2, &u)
+            p += 6
+            if 0xD800 <= u <= 0xDBFF:
+                if end - p >= 6 and p[0] == b'\\' and p[1] == b'u' and _hex4(p + 2, &u2) == 0 and 0xDC00 <= u2 <= 0xDFFF:
+                    u = 0x10000 + ((u - 0xD800) << 10) + (u2 - 0xDC00)
+                    p += 6
+                else:
+                    return _fail(ps, E_ESCAPE, p - 6, "no lone surrogate in a name or number")
+            elif 0xDC00 <= u <= 0xDFFF:
+                return _fail(ps, E_ESCAPE, p - 6, "no lone surrogate in a name or number")
+            o = _put_utf8(o, u)
+            continue
+        if c == b'b':
+            o[0] = 8
+        elif c == b'f':
+            o[0] = 12
+        elif c == b'n':
+            o[0] = 10
+        elif c == b'r':
+            o[0] = 13
+        elif c == b't':
+            o[0] = 9
+        else:
+            o[0] = c
+        o += 1
+        p += 2
+    s[0] = buf
+    n[0] = o - buf
+    return 0
+
+
+cdef int _skip(Parsed* ps, int depth) noexcept nogil:
+    """Skip one JSON value of any type, checking its syntax."""
+    cdef const unsigned char* stop
+    cdef Num num
+    cdef unsigned char c, close
+    cdef int rc
+    _ws(ps)
+    if ps.p >= ps.end:
+        return _fail(ps, E_END, ps.p, "a value")
+    c = ps.p[0]
+    if c == b'"':
+        return _string(ps, NULL, NULL, NULL, 0)
+    if c == b'{' or c == b'[':
+        if depth >= MAX_DEPTH:
+            return _fail(ps, E_DEPTH, ps.p, NULL)
+        close = b'}' if c == b'{' else b']'
+        ps.p += 1
+        _ws(ps)
+        if ps.p < ps.end and ps.p[0] == close:
+            ps.p += 1
+            return 0
+        while True:
+            if c == b'{':
+                _ws(ps)
+                if ps.p >= ps.end:
+                    return _fail(ps, E_END, ps.p, "a key")
+                if ps.p[0] != b'"':
+                    return _fail(ps, E_SYNTAX, ps.p, "a key")
+                rc = _string(ps, NULL, NULL, NULL, 0)
+                if rc:
+                    return rc
+                rc = _expect(ps, b':', "':'")
+                if rc:
+                    return rc
+            rc = _skip(ps, depth + 1)
+            if rc:
+                return rc
+            _ws(ps)
+            if ps.p >= ps.end:
+                return _fail(ps, E_END, ps.p, "',' or a closing bracket")
+            if ps.p[0] == b',':
+                ps.p += 1
+                continue
+            if ps.p[0] == close:
+                ps.p += 1
+                return 0
+            return _fail(ps, E_SYNTAX, ps.p, "',' or a closing bracket")
+    if c == b'-' or _is_digit(c):
+        rc = parse_decimal(ps.p, ps.end, &stop, &num)
+        if rc == E_NUMBER:
+            return _fail(ps, E_SYNTAX, stop, "a JSON number")
+        ps.p = stop
+        return 0
+    if c == b't' and ps.end - ps.p >= 4 and memcmp(ps.p, b"true", 4) == 0:
+        ps.p += 4
+        return 0
+    if c == b'f' and ps.end - ps.p >= 5 and memcmp(ps.p, b"false", 5) == 0:
+        ps.p += 5
+        return 0
+    if c == b'n' and ps.end - ps.p >= 4 and memcmp(ps.p, b"null", 4) == 0:
+        ps.p += 4
+        return 0
+    return _fail(ps, E_SYNTAX, ps.p, "a value")
+
+
+cdef int _number(Parsed* ps, Num* out) noexcept nogil:
+    """Read a number given as a JSON number or as a string holding one."""
+    cdef const unsigned char* at = ps.p
+    cdef const unsigned char* stop
+    cdef const unsigned char* s
+    cdef Py_ssize_t n
+    cdef int rc
+    if at >= ps.end:
+        return _fail(ps, E_END, at, "a number")
+    if at[0] != b'"':
+        rc = parse_decimal(at, ps.end, &stop, out)
+        if rc:
+            return _fail(ps, rc, at, NULL)
+        ps.p = stop
+        return 0
+    # Fast path: digits straight from inside the quotes.
+    rc = parse_decimal(at + 1, ps.end, &stop, out)
+    if stop < ps.end and stop[0] == b'"':
+        if rc:
+            return _fail(ps, rc, at, NULL)
+        ps.p = stop + 1
+        return 0
+    # Not a plain number string: read it whole (escapes), then parse what it decodes to.
+    rc = _string(ps, &s, &n, ps.numbuf, NUMBUF + 4)
+    if rc:
+        return rc
+    if n < 0:
+        return _fail(ps, E_NUMBER, at, NULL)
+    rc = parse_decimal(s, s + n, &stop, out)
+    if rc == 0 and stop != s + n:
+        rc = E_NUMBER
+    if rc:
+        return _fail(ps, rc, at, NULL)
+    return 0
+
+
+cdef inline bint _plain(unsigned char c) noexcept nogil:
+    """A byte that stands for itself inside a JSON string."""
+    return 0x20 <= c < 0x80 and c != b'"' and c != b'\\'
+
+
+cdef inline int _key(Parsed* ps, int* key) noexcept nogil:
+    """Read an object key at ps.p and the ':' after it; *key gets its K_ bit (K_UNKNOWN if none)."""
+    cdef const unsigned char* p = ps.p
+    cdef const unsigned char* s
+    cdef Py_ssize_t n
+    cdef int rc
+    if p >= ps.end:
+        return _fail(ps, E_END, p, "a key")
+    if p[0] != b'"':
+        return _fail(ps, E_SYNTAX, p, "a key")
+    # Fast path for the short plain keys of book frames; anything else is read in full.
+    if ps.end - p >= 3 and _plain(p[1]) and p[2] == b'"':
+        s = p + 1
+        n = 1
+        ps.p = p + 3
+    elif ps.end - p >= 4 and _plain(p[1]) and _plain(p[2]) and p[3] == b'"':
+        s = p + 1
+        n = 2
+        ps.p = p + 4
+    else:
+        rc = _string(ps, &s, &n, ps.keybuf, 20)
+        if rc:
+            return rc
+    key[0] = K_UNKNOWN
+    if n == 1:
+        if s[0] == b'P':
+            key[0] = K_P
+        elif s[0] == b'A':
+            key[0] = K_A
+    elif n == 2:
+        key[0] = _key2(s)
+    elif n == 5 and memcmp(s, b"event", 5) == 0:
+        key[0] = K_EVENT
+    return _expect(ps, b':', "':' after a key")
+
+
+cdef inline int _key2(const unsigned char* s) noexcept nogil:
+    if s[0] == b'C':
+        if s[1] == b'P':
+            return K_CP
+        if s[1] == b'S':
+            return K_CS
+    elif s[1] == b'O':
+        if s[0] == b'A':
+            return K_AO
+        if s[0] == b'B':
+            return K_BO
+    elif s[0] == b'P' and s[1] == b'S':
+        return K_PS
+    return K_UNKNOWN
+
+
+cdef inline int _key_field(int key) noexcept nogil:
+    if key == K_CS:
+        return F_CS
+    if key == K_PS:
+        return F_PS
+    if key == K_EVENT:
+        return F_EVENT
+    if key == K_AO:
+        return F_AO
+    if key == K_BO:
+        return F_BO
+    if key == K_P:
+        return F_P
+    if key == K_A:
+        return F_A
+    return F_CP
+
+
+cdef inline int _value_end(Parsed* ps, bint* more, const char* detail) noexcept nogil:
+    """After a value inside an object: ',' (more) or '}' (done)."""
+    _ws(ps)
+    if ps.p >= ps.end:
+        return _fail(ps, E_END, ps.p, detail)
+    if ps.p[0] == b',':
+        ps.p += 1
+        more[0] = True
+        return 0
+    if ps.p[0] == b'}':
+        ps.p += 1
+        more[0] = False
+        return 0
+    return _fail(ps, E_SYNTAX, ps.p, detail)
+
+
+cdef int _grow_changes(Parsed* ps, int side) noexcept nogil:
+    cdef Py_ssize_t cap = ps.cap[side] * 2 if ps.cap[side] else 256
+    cdef Change* c = <Change*>realloc(ps.changes[side], cap * sizeof(Change))
+    if c == NULL:
+        return -1
+    ps.changes[side] = c
+    ps.cap[side] = cap
+    return 0
+
+
+cdef int _level(Parsed* ps, Change* ch, bint diff) noexcept nogil:
+    """Read one level object {"P":..,"A":..[,"CP":..]} into ch."""
+    cdef int key, rc, seen = 0
+    cdef bint more = True
+    cdef Num cp
+    cdef const unsigned char* at
+    ch.offset = ps.p - ps.start
+    ch.has_amount = False
+    ch.cp = 1
+    if ps.p >= ps.end:
+        return _fail(ps, E_END, ps.p, "a level object")
+    if ps.p[0] != b'{':
+        ps.err_field = F_LEVEL
+        return _fail(ps, E_TYPE, ps.p, "a level object")
+    ps.p += 1
+    _ws(ps)
+    if ps.p < ps.end and ps.p[0] == b'}':
+        ps.p += 1
+        more = False
+    while more:
+        _ws(ps)
+        rc = _key(ps, &key)
+        if rc:
+            return rc
+        if key & seen:
+            ps.err_field = _key_field(key)
+            return _fail(ps, E_DUPLICATE, ps.p, NULL)
+        seen |= key
+        _ws(ps)
+        if key == K_P:
+            ps.err_field = F_P
+            rc = _number(ps, &ch.price)
+        elif key == K_A:
+            ps.err_field = F_A
+            rc = _number(ps, &ch.amount)
+            ch.has_amount = True
+        elif key == K_CP and diff:
+            ps.err_field = F_CP
+            at = ps.p
+            rc = _number(ps, &cp)
+            if rc == 0:
+                if cp.dec != 0:
+                    rc = _fail(ps, E_NOT_INT, at, NULL)
+                elif cp.neg or not (cp.mant == 0 or cp.mant == 1 or cp.mant == 3):
+                    rc = _fail(ps, E_CP, at, NULL)
+                else:
+                    ch.cp = <int>cp.mant
+        else:
+            seen &= ~key
+            rc = _skip(ps, 4)       # inside frame array, payload, level array, level object
+        if rc:
+            return rc
+        ps.err_field = F_LEVEL
+        rc = _value_end(ps, &more, "',' or '}' in a level")
+        if rc:
+            return rc
+    at = ps.start + ch.offset
+    if not (seen & K_P):
+        ps.err_field = F_P
+        return _fail(ps, E_MISSING, at, NULL)
+    if diff and not (seen & K_CP):
+        ps.err_field = F_CP
+        return _fail(ps, E_MISSING, at, NULL)
+    if not ch.has_amount:
+        if ch.cp != 3:
+            ps.err_field = F_A
+            return _fail(ps, E_MISSING, at, NULL)
+        ch.amount.mant = 0
+        ch.amount.dec = 0
+        ch.amount.neg = False
+    if ch.price.neg or ch.price.mant == 0:
+        ps.err_field = F_P
+        return _fail(ps, E_PRICE, at, NULL)
+    if ch.amount.neg:
+        ps.err_field = F_A
+        return _fail(ps, E_AMOUNT, at, NULL)
+    if ch.price.dec > ps.max_price_dec:
+        ps.max_price_dec = ch.price.dec
+    if ch.amount.dec > ps.max_amount_dec:
+        ps.max_amount_dec = ch.amount.dec
+    return 0
+
+
+cdef int _levels(Parsed* ps, int side, bint diff) noexcept nogil:
+    """Read the AO/BO array into ps.changes[side]."""
+    cdef int rc
+    cdef Py_ssize_t i = 0
+    ps.err_side = side
+    _ws(ps)
+    if ps.p >= ps.end:
+        return _fail(ps, E_END, ps.p, "an array of levels")
+    if ps.p[0] != b'[':
+        ps.err_field = F_AO + side
+        ps.err_side = -1
+        return _fail(ps, E_TYPE, ps.p, "an array of levels")
+    ps.p += 1
+    _ws(ps)
+    if ps.p < ps.end and ps.p[0] == b']':
+        ps.p += 1
+        ps.err_side = -1
+        return 0
+    while True:
+        if i == ps.cap[side] and _grow_changes(ps, side) < 0:
+            return _fail(ps, E_RANGE, ps.p, "memory for the frame's levels")
+        ps.err_index = i
+        _ws(ps)
+        rc = _level(ps, &ps.changes[side][i], diff)
+        if rc:
+            return rc
+        i += 1
+        ps.n[side] = i
+        _ws(ps)
+        if ps.p >= ps.end:
+            return _fail(ps, E_END, ps.p, "',' or ']' after a level")
+        if ps.p[0] == b',':
+            ps.p += 1
+            continue
+        if ps.p[0] == b']':
+            ps.p += 1
+            break
+        return _fail(ps, E_SYNTAX, ps.p, "',' or ']' after a level")
+    ps.err_side = -1
+    ps.err_field = F_NONE
+    return 0
+
+
+cdef int _pair_value(Parsed* ps, const unsigned char** s, Py_ssize_t* n,
+                     unsigned char* buf, int field) noexcept nogil:
+    """PS / event: a string (sets *s, *n) or null (leaves *s NULL)."""
+    ps.err_field = field
+    if ps.p < ps.end and ps.p[0] == b'"':
+        return _string(ps, s, n, buf, MAX_PAIR + 4)
+    if ps.end - ps.p >= 4 and memcmp(ps.p, b"null", 4) == 0:
+        ps.p += 4
+        s[0] = NULL
+        return 0
+    return _fail(ps, E_TYPE, ps.p, "a string or null")
+
+
+cdef int parse_frame(Parsed* ps, const unsigned char* buf, Py_ssize_t size) noexcept nogil:
+    """Parse one frame into ps. On success ps.type tells what it is: 431/432 with the payload
+    read (cs, pair, changes), or any other integer for frames that are not book frames."""
+    cdef Num num
+    cdef int rc, key, seen = 0
+    cdef bint more = True, diff
+    cdef const unsigned char* ps_s = NULL
+    cdef const unsigned char* ev_s = NULL
+    cdef Py_ssize_t ps_n = 0, ev_n = 0
+    cdef const unsigned char* payload_at
+    cdef const unsigned char* value_at
+    ps.start = buf
+    ps.p = buf
+    ps.end = buf + size
+    ps.err = E_OK
+    ps.detail = NULL
+    ps.err_field = F_NONE
+    ps.err_side = -1
+    ps.err_index = 0
+    ps.has_cs = False
+    ps.pair = NULL
+    ps.pair_len = 0
+    ps.n[0] = 0
+    ps.n[1] = 0
+    ps.max_price_dec = 0
+    ps.max_amount_dec = 0
+    ps.type = 0
+
+    _ws(ps)
+    if ps.p >= ps.end or ps.p[0] != b'[':
+        return _fail(ps, E_NOT_FRAME if ps.p < ps.end else E_END, ps.p, "'['")
+    ps.p += 1
+    _ws(ps)
+    ps.err_field = F_TYPE
+    if ps.p >= ps.end or not (ps.p[0] == b'-' or _is_digit(ps.p[0])):
+        return _fail(ps, E_NOT_FRAME if ps.p < ps.end else E_END, ps.p, "an integer frame type")
+    rc = _number(ps, &num)
+    if rc:
+        return rc
+    if num.dec != 0:
+        return _fail(ps, E_NOT_FRAME, ps.start, "an integer frame type")
+    ps.type = -num.mant if num.neg else num.mant
+    ps.err_field = F_NONE
+    _ws(ps)
+    if ps.type != 431 and ps.type != 432:
+        # Not a book frame: check the rest is valid JSON, read nothing.
+        if ps.p < ps.end and ps.p[0] == b',':
+            while True:
+                ps.p += 1
+                rc = _skip(ps, 1)
+                if rc:
+                    return rc
+                _ws(ps)
+                if ps.p < ps.end and ps.p[0] == b',':
+                    continue
+                break
+        rc = _expect(ps, b']', "',' or ']'")
+        if rc:
+            return rc
+        _ws(ps)
+        if ps.p != ps.end:
+            return _fail(ps, E_SYNTAX, ps.p, "the end of the frame")
+        return 0
+
+    diff = ps.type == 432
+    rc = _expect(ps, b',', "',' and the payload")
+    if rc:
+        return rc
+    _ws(ps)
+    payload_at = ps.p
+    if ps.p >= ps.end:
+        return _fail(ps, E_END, ps.p, "the payload object")
+    if ps.p[0] != b'{':
+        ps.err_field = F_PAYLOAD
+        return _fail(ps, E_NOT_BOOK_FRAME, ps.p, NULL)
+    ps.p += 1
+    _ws(ps)
+    if ps.p < ps.end and ps.p[0] == b'}':
+        ps.p += 1
+        more = False
+    while more:
+        _ws(ps)
+        ps.err_field = F_PAYLOAD
+        rc = _key(ps, &key)
+        if rc:
+            return rc
+        if key & seen:
+            ps.err_field = _key_field(key)
+            return _fail(ps, E_DUPLICATE, ps.p, NULL)
+        seen |= key
+        _ws(ps)
+        if key == K_CS:
+            ps.err_field = F_CS
+            value_at = ps.p
+            rc = _number(ps, &num)
+            if rc == 0:
+                if num.dec != 0:
+                    rc = _fail(ps, E_NOT_INT, value_at, NULL)
+                else:
+                    ps.cs = -num.mant if num.neg else num.mant
+                    ps.has_cs = True
+        elif key == K_PS:
+            rc = _pair_value(ps, &ps_s, &ps_n, ps.psbuf, F_PS)
+        elif key == K_EVENT:
+            rc = _pair_value(ps, &ev_s, &ev_n, ps.evbuf, F_EVENT)
+        elif key == K_AO:
+            rc = _levels(ps, 0, diff)
+        elif key == K_BO:
+            rc = _levels(ps, 1, diff)
+        else:
+            rc = _skip(ps, 2)       # inside the frame array and the payload
+        if rc:
+            return rc
+        ps.err_field = F_PAYLOAD
+        rc = _value_end(ps, &more, "',' or '}' in the payload")
+        if rc:
+            return rc
+    rc = _expect(ps, b']', "']' after the payload")
+    if rc:
+        return rc
+    _ws(ps)
+    if ps.p != ps.end:
+        return _fail(ps, E_SYNTAX, ps.p, "the end of the frame")
+    # The pair: PS, else event.
+    if ps_s != NULL:
+        ps.pair = ps_s
+        ps.pair_len = ps_n
+        ps.err_field = F_PS
+    elif ev_s != NULL:
+        ps.pair = ev_s
+        ps.pair_len = ev_n
+        ps.err_field = F_EVENT
+    else:
+        ps.err_field = F_NONE
+        return _fail(ps, E_NO_PAIR, payload_at, NULL)
+    if ps.pair_len <= 0 or ps.pair_len > MAX_PAIR:
+        ps.pair = NULL
+        return _fail(ps, E_PAIR_LENGTH, payload_at, NULL)
+    if not ps.has_cs:
+        ps.err_field = F_CS
+        return _fail(ps, E_MISSING, payload_at, NULL)
+    ps.err_field = F_NONE
+    return 0
