@@ -21,6 +21,8 @@ directives = {
     "cdivision": True,
     "overflowcheck": False,
     "embedsignature": True,
+    "auto_pickle": False,       # a Book owns raw memory: no implicit pickling
+    "autotestdict": False,
 }
 
 extension = Extension(

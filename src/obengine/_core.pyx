@@ -26,17 +26,19 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_GET_SI
 from cpython.unicode cimport PyUnicode_Check, PyUnicode_DecodeUTF8
 cimport cython
 
-import enum
-from decimal import Decimal
+import enum as _enum
+from decimal import Decimal as _Decimal
+from typing import TypedDict as _TypedDict
 
-import numpy
+import numpy as _numpy
 
-from obengine.errors import FrameError
-from obengine.scales import DEFAULT_SCALES
+from obengine.errors import FrameError as _FrameError
+from obengine.scales import DEFAULT_SCALES as _DEFAULT_SCALES
 
 cdef extern from "Python.h":
     const char* PyUnicode_AsUTF8AndSize(object, Py_ssize_t*) except NULL
 
+include "_codes.pxi"
 include "_fixed.pxi"
 include "_frame.pxi"
 include "_side.pxi"
@@ -46,7 +48,7 @@ include "_errors.pxi"
 MAX_SCALE = SCALE_LIMIT
 
 
-class Status(enum.IntEnum):
+class Status(_enum.IntEnum):
     """What ``apply`` did with a frame.
 
     APPLIED: the frame changed the book (a 431, or the next 432 in sequence).
@@ -62,6 +64,16 @@ class Status(enum.IntEnum):
     STALE = 2
     GAP = 3
     CROSSED = 4
+
+
+#: What ``apply`` accepts: one websocket message exactly as received.
+Frame = bytes | bytearray | memoryview | str
+
+#: ``Book.snapshot()``: the whole book as exact decimal strings.
+Snapshot = _TypedDict("Snapshot", {
+    "pair": str, "seq": "int | None", "synced": bool, "price_scale": int, "amount_scale": int,
+    "bids": "list[tuple[str, str]]", "asks": "list[tuple[str, str]]",
+})
 
 
 cdef enum:
@@ -95,7 +107,10 @@ cdef inline const unsigned char* _acquire(object frame, Py_buffer* view, Py_ssiz
         size[0] = PyBytes_GET_SIZE(frame)
         return <const unsigned char*>PyBytes_AS_STRING(frame)
     if PyUnicode_Check(frame):
-        s = PyUnicode_AsUTF8AndSize(frame, size)
+        try:
+            s = PyUnicode_AsUTF8AndSize(frame, size)
+        except UnicodeEncodeError as e:     # a lone surrogate: no UTF-8 exists for it
+            raise _FrameError(f"the str cannot be encoded as UTF-8: {e.reason}", offset=e.start) from None
         return <const unsigned char*>s
     PyObject_GetBuffer(frame, view, PyBUF_SIMPLE)
     held[0] = True
@@ -105,7 +120,7 @@ cdef inline const unsigned char* _acquire(object frame, Py_buffer* view, Py_ssiz
 
 cdef object _new_side(Py_ssize_t rows, int64_t** data):
     """A zeroed (rows, 2) int64 array, read-only to Python; *data gets its memory."""
-    arr = numpy.zeros((rows, 2), dtype=numpy.int64)
+    arr = _numpy.zeros((rows, 2), dtype=_numpy.int64)
     cdef int64_t[:, ::1] mv = arr
     data[0] = &mv[0, 0]
     arr.flags.writeable = False
@@ -218,6 +233,10 @@ cdef class Book:
             if d > 1:
                 self._synced = False
                 return ST_GAP
+        if ps.max_price_dec > self._price_scale:
+            ps.max_price_dec = settle_decimals(ps, self._price_scale, False)
+        if ps.max_amount_dec > self._amount_scale:
+            ps.max_amount_dec = settle_decimals(ps, self._amount_scale, True)
         new_scale[0] = max(self._price_scale, ps.max_price_dec)
         new_scale[1] = max(self._amount_scale, ps.max_amount_dec)
         grow[0] = new_scale[0] - self._price_scale
@@ -369,7 +388,7 @@ cdef class Book:
         """Best ask minus best bid as an exact Decimal price, or None if a side is empty."""
         if not (self._n[0] and self._n[1]):
             return None
-        return Decimal(f"{self._lv[0][0] - self._lv[1][0]}E-{self._price_scale}")
+        return _Decimal(f"{self._lv[0][0] - self._lv[1][0]}E-{self._price_scale}")
 
     @property
     def mid(self):
@@ -377,14 +396,14 @@ cdef class Book:
         if not (self._n[0] and self._n[1]):
             return None
         total = <object>self._lv[0][0] + <object>self._lv[1][0]      # Python ints: no overflow
-        return Decimal(f"{total * 5}E-{self._price_scale + 1}")   # exact, whatever the context
+        return _Decimal(f"{total * 5}E-{self._price_scale + 1}")   # exact, whatever the context
 
     def to_float(self, Py_ssize_t n=10):
         """``(bids, asks)``: float64 copies of the top n levels in real units (price, amount),
         shape (k, 2). Floats are approximations: for display and models, not for the book."""
         bids, asks = self.top(n)
-        factor = numpy.array([10.0 ** -self._price_scale, 10.0 ** -self._amount_scale])
-        return bids.astype(numpy.float64) * factor, asks.astype(numpy.float64) * factor
+        factor = _numpy.array([10.0 ** -self._price_scale, 10.0 ** -self._amount_scale])
+        return bids.astype(_numpy.float64) * factor, asks.astype(_numpy.float64) * factor
 
     def snapshot(self):
         """The whole book as exact decimal strings: a dict with pair, seq, synced, the scales,
@@ -425,7 +444,7 @@ cdef class BookSet:
 
     def __init__(self, scales=None):
         self._books = {}
-        self._scales = dict(DEFAULT_SCALES)
+        self._scales = dict(_DEFAULT_SCALES)
         if scales is not None:
             for pair, value in dict(scales).items():
                 try:
@@ -487,7 +506,7 @@ cdef class BookSet:
     def __contains__(self, pair):
         return pair in self._books
 
-    def get(self, pair, default=None):
+    def get(self, pair, default=None, /):
         return self._books.get(pair, default)
 
     def keys(self):

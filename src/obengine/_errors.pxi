@@ -58,4 +58,4 @@ cdef object _frame_error(const Parsed* ps, str pair, str extra=None):
     if 0 <= pos < size:
         near = (<const char*>ps.start)[pos:min(pos + 24, size)].decode("utf-8", "replace")
         reason += f", near {near!r}"
-    return FrameError(reason, pair=pair, cs=cs, offset=pos)
+    return _FrameError(reason, pair=pair, cs=cs, offset=pos)

@@ -25,7 +25,7 @@ _init_pow10()
 
 ctypedef struct Num:
     int64_t mant        # magnitude, 0 <= mant <= INT64_MAX
-    int dec             # decimal places, 0..SCALE_LIMIT
+    int dec             # decimal places as written, 0..SCALE_LIMIT: value = mant * 10**-dec
     bint neg            # sign; never set for zero ("-0" is 0)
 
 
@@ -43,6 +43,77 @@ cdef inline bint _mul_pow10(uint64_t* m, Py_ssize_t k) noexcept nogil:
     return True
 
 
+cdef inline void normalize(Num* n) noexcept nogil:
+    """Drop trailing zeros of the fraction: (150, 2) -> (15, 1). Leaves n.dec at the value's
+    real number of decimal places."""
+    while n.dec > 0 and n.mant % 10 == 0:
+        n.mant //= 10
+        n.dec -= 1
+
+
+cdef int _finish(uint64_t mant, Py_ssize_t dec, bint neg, Num* out) noexcept nogil:
+    """value = mant * 10**-dec, mant <= INT64_MAX: store it as a Num or say why it cannot be."""
+    out.neg = neg and mant != 0
+    if mant == 0:
+        out.mant = 0
+        out.dec = 0
+        return 0
+    if dec < 0:
+        if not _mul_pow10(&mant, -dec):
+            return E_RANGE
+        dec = 0
+    out.mant = <int64_t>mant
+    if dec > SCALE_LIMIT:
+        if dec > SCALE_LIMIT + 19:      # 19 digits of zeros at most could be dropped
+            return E_DECIMALS
+        out.dec = <int>dec
+        normalize(out)
+        if out.dec > SCALE_LIMIT:
+            return E_DECIMALS
+        return 0
+    out.dec = <int>dec
+    return 0
+
+
+cdef int _decimal_exact(const unsigned char* p, const unsigned char* end, Num* out) noexcept nogil:
+    """The careful reading of a number already known to be well formed: zeros are held back
+    until a non-zero digit needs them, so only significant digits count toward int64."""
+    cdef uint64_t mant = 0
+    cdef Py_ssize_t pend = 0, frac = 0, exp = 0
+    cdef bint neg = False, eneg = False, in_frac = False
+    cdef unsigned int d
+    if p[0] == b'-':
+        neg = True
+        p += 1
+    while p < end and (_is_digit(p[0]) or p[0] == b'.'):
+        if p[0] == b'.':
+            in_frac = True
+            p += 1
+            continue
+        d = p[0] - 48
+        frac += in_frac
+        if d == 0:
+            pend += 1
+        else:
+            if not _mul_pow10(&mant, pend + 1) or mant > <uint64_t>INT64_MAX - d:
+                return E_RANGE
+            mant += d
+            pend = 0
+        p += 1
+    if p < end:                     # exponent
+        p += 1
+        if p[0] == b'+' or p[0] == b'-':
+            eneg = p[0] == b'-'
+            p += 1
+        while p < end:
+            if exp < 100000000:
+                exp = exp * 10 + (p[0] - 48)
+            p += 1
+        if eneg:
+            exp = -exp
+    return _finish(mant, frac - pend - exp, neg, out)
+
+
 cdef int parse_decimal(const unsigned char* p, const unsigned char* end,
                        const unsigned char** stop, Num* out) noexcept nogil:
     """Read one JSON number (RFC 8259 grammar) starting at p.
@@ -50,90 +121,78 @@ cdef int parse_decimal(const unsigned char* p, const unsigned char* end,
     Sets *stop just past the number, also when the value does not fit, so a caller that only
     skips the number can ignore E_RANGE / E_DECIMALS. Returns 0, E_NUMBER (not a number),
     E_RANGE (magnitude beyond int64) or E_DECIMALS (more than SCALE_LIMIT decimal places).
+    The common case (up to 19 digits) is one plain pass: 19 digits cannot overflow uint64.
     """
+    cdef const unsigned char* q = p
+    cdef const unsigned char* digits
+    cdef const unsigned char* frac_start
     cdef uint64_t mant = 0
-    cdef Py_ssize_t pend = 0        # zeros read but not yet multiplied into mant
-    cdef Py_ssize_t frac = 0        # digits after the point
-    cdef Py_ssize_t exp = 0
-    cdef bint neg = False, big = False, eneg = False
+    cdef Py_ssize_t ndigits, frac = 0, exp = 0
     cdef unsigned int d
+    cdef bint neg = False, eneg = False
     stop[0] = p
-    if p < end and p[0] == b'-':
+    if q < end and q[0] == b'-':
         neg = True
-        p += 1
-    if p >= end or not _is_digit(p[0]):
+        q += 1
+    digits = q
+    if q >= end or not _is_digit(q[0]):
         return E_NUMBER
-    if p[0] == b'0':
-        p += 1
-        if p < end and _is_digit(p[0]):
-            stop[0] = p
+    if q[0] == b'0':
+        q += 1
+        if q < end and _is_digit(q[0]):
+            stop[0] = q
             return E_NUMBER                 # leading zero
     else:
-        while p < end and _is_digit(p[0]):
-            d = p[0] - 48
-            if d == 0:
-                pend += 1
-            elif not big:
-                if _mul_pow10(&mant, pend + 1) and mant <= <uint64_t>INT64_MAX - d:
-                    mant += d
-                else:
-                    big = True
-                pend = 0
-            p += 1
-    if p < end and p[0] == b'.':
-        p += 1
-        if p >= end or not _is_digit(p[0]):
-            stop[0] = p
+        while q < end:
+            d = q[0] - 48
+            if d >= 10:
+                break
+            mant = mant * 10 + d
+            q += 1
+    ndigits = q - digits
+    if q < end and q[0] == b'.':
+        q += 1
+        frac_start = q
+        while q < end:
+            d = q[0] - 48
+            if d >= 10:
+                break
+            mant = mant * 10 + d
+            q += 1
+        frac = q - frac_start
+        if frac == 0:
+            stop[0] = q
             return E_NUMBER
-        while p < end and _is_digit(p[0]):
-            d = p[0] - 48
-            frac += 1
-            if d == 0:
-                pend += 1
-            elif not big:
-                if _mul_pow10(&mant, pend + 1) and mant <= <uint64_t>INT64_MAX - d:
-                    mant += d
-                else:
-                    big = True
-                pend = 0
-            p += 1
-    if p < end and (p[0] == b'e' or p[0] == b'E'):
-        p += 1
-        if p < end and (p[0] == b'+' or p[0] == b'-'):
-            eneg = p[0] == b'-'
-            p += 1
-        if p >= end or not _is_digit(p[0]):
-            stop[0] = p
+        ndigits += frac
+    if q < end and (q[0] | 0x20) == b'e':
+        q += 1
+        if q < end and (q[0] == b'+' or q[0] == b'-'):
+            eneg = q[0] == b'-'
+            q += 1
+        if q >= end or not _is_digit(q[0]):
+            stop[0] = q
             return E_NUMBER
-        while p < end and _is_digit(p[0]):
+        while q < end and _is_digit(q[0]):
             if exp < 100000000:
-                exp = exp * 10 + (p[0] - 48)
-            p += 1
+                exp = exp * 10 + (q[0] - 48)
+            q += 1
         if eneg:
             exp = -exp
-    stop[0] = p
-    if big:
-        return E_RANGE
-    out.neg = neg and mant != 0
-    if mant == 0:
-        out.mant = 0
-        out.dec = 0
-        return 0
-    # value = mant * 10**(pend - frac + exp)
-    exp = frac - pend - exp             # now: decimal places
-    if exp < 0:
-        if not _mul_pow10(&mant, -exp):
-            return E_RANGE
-        exp = 0
-    elif exp > SCALE_LIMIT:
-        return E_DECIMALS
-    out.mant = <int64_t>mant
-    out.dec = <int>exp
-    return 0
+    stop[0] = q
+    if ndigits > 19 or mant > <uint64_t>INT64_MAX:
+        return _decimal_exact(p, q, out)
+    return _finish(mant, frac - exp, neg, out)
+
+
+cdef inline bint integral(Num* n) noexcept nogil:
+    """True if the number is an integer (normalizes n)."""
+    if n.dec:
+        normalize(n)
+    return n.dec == 0
 
 
 cdef inline bint to_units(const Num* n, int scale, int64_t* units) noexcept nogil:
-    """units = value * 10**scale (scale >= n.dec); False if it does not fit int64."""
+    """units = value * 10**scale, for n.dec <= scale; False if it does not fit int64."""
     cdef int k = scale - n.dec
     if n.mant > MAXMUL[k]:
         return False

@@ -9,61 +9,6 @@
 cdef enum:
     MAX_DEPTH = 256         # deepest nesting of arrays/objects accepted in a skipped value
     MAX_PAIR = 64           # longest pair name, in bytes
-    NUMBUF = 128            # longest number held in a string that uses escapes
-
-# Error codes (0 is success). Messages live in _errors.pxi.
-cdef enum:
-    E_OK = 0
-    E_END               # the frame ends too early
-    E_SYNTAX            # invalid JSON; ps.detail says what was expected
-    E_DEPTH
-    E_UTF8
-    E_CONTROL           # unescaped control character in a string
-    E_ESCAPE
-    E_NOT_FRAME         # not a [type, ...] array
-    E_NOT_BOOK_FRAME    # a 431/432 that is not exactly [type, object]
-    E_NUMBER            # not a number
-    E_RANGE             # does not fit int64
-    E_DECIMALS          # more than SCALE_LIMIT decimal places
-    E_NOT_INT
-    E_CP
-    E_DUPLICATE
-    E_TYPE              # a known key with a value of the wrong JSON type
-    E_MISSING
-    E_NO_PAIR
-    E_PAIR_LENGTH
-    E_PRICE
-    E_AMOUNT
-    E_WRONG_PAIR        # raised by Book, not the parser
-    E_RESCALE           # raised at commit: rescaling the book would overflow
-    E_CONVERT           # raised at commit: a value does not fit at the book's scale
-
-# Fields, for error locations.
-cdef enum:
-    F_NONE = 0
-    F_TYPE
-    F_PAYLOAD
-    F_CS
-    F_PS
-    F_EVENT
-    F_AO
-    F_BO
-    F_P
-    F_A
-    F_CP
-    F_LEVEL
-
-# Known-key bits, for duplicate detection.
-cdef enum:
-    K_CS = 1
-    K_PS = 2
-    K_EVENT = 4
-    K_AO = 8
-    K_BO = 16
-    K_P = 32
-    K_A = 64
-    K_CP = 128
-    K_UNKNOWN = 0
 
 ctypedef struct Change:
     Num price           # parsed; converted to units in .price.mant at commit
@@ -97,7 +42,6 @@ ctypedef struct Parsed:
     # decoding buffers for escaped strings
     unsigned char psbuf[MAX_PAIR + 8]
     unsigned char evbuf[MAX_PAIR + 8]
-    unsigned char numbuf[NUMBUF + 8]
     unsigned char keybuf[24]
 
 
@@ -112,7 +56,7 @@ cdef inline int _fail(Parsed* ps, int code, const unsigned char* at, const char*
 cdef inline void _ws(Parsed* ps) noexcept nogil:
     cdef const unsigned char* p = ps.p
     cdef const unsigned char* end = ps.end
-    while p < end and (p[0] == b' ' or p[0] == b'\n' or p[0] == b'\r' or p[0] == b'\t'):
+    while p < end and p[0] <= b' ' and (p[0] == b' ' or p[0] == b'\n' or p[0] == b'\r' or p[0] == b'\t'):
         p += 1
     ps.p = p
 
@@ -357,12 +301,10 @@ cdef int _skip(Parsed* ps, int depth) noexcept nogil:
     return _fail(ps, E_SYNTAX, ps.p, "a value")
 
 
-cdef int _number(Parsed* ps, Num* out) noexcept nogil:
-    """Read a number given as a JSON number or as a string holding one."""
+cdef inline int _number(Parsed* ps, Num* out) noexcept nogil:
+    """Read a number given as a JSON number or as a string holding one, verbatim (no escapes)."""
     cdef const unsigned char* at = ps.p
     cdef const unsigned char* stop
-    cdef const unsigned char* s
-    cdef Py_ssize_t n
     cdef int rc
     if at >= ps.end:
         return _fail(ps, E_END, at, "a number")
@@ -372,24 +314,12 @@ cdef int _number(Parsed* ps, Num* out) noexcept nogil:
             return _fail(ps, rc, at, NULL)
         ps.p = stop
         return 0
-    # Fast path: digits straight from inside the quotes.
     rc = parse_decimal(at + 1, ps.end, &stop, out)
-    if stop < ps.end and stop[0] == b'"':
-        if rc:
-            return _fail(ps, rc, at, NULL)
-        ps.p = stop + 1
-        return 0
-    # Not a plain number string: read it whole (escapes), then parse what it decodes to.
-    rc = _string(ps, &s, &n, ps.numbuf, NUMBUF + 4)
-    if rc:
-        return rc
-    if n < 0:
-        return _fail(ps, E_NUMBER, at, NULL)
-    rc = parse_decimal(s, s + n, &stop, out)
-    if rc == 0 and stop != s + n:
-        rc = E_NUMBER
+    if stop >= ps.end or stop[0] != b'"':
+        return _fail(ps, E_NUMBER if stop < ps.end else E_END, at, NULL)
     if rc:
         return _fail(ps, rc, at, NULL)
+    ps.p = stop + 1
     return 0
 
 
@@ -494,20 +424,50 @@ cdef int _grow_changes(Parsed* ps, int side) noexcept nogil:
     return 0
 
 
-cdef int _level(Parsed* ps, Change* ch, bint diff) noexcept nogil:
+cdef inline uint32_t _load4(const unsigned char* p) noexcept nogil:
+    cdef uint32_t w
+    memcpy(&w, p, 4)
+    return w
+
+# The keys of level objects as they appear on the wire, read as one 32-bit load each.
+cdef uint32_t KEY4_A = _load4(b'"A":')
+cdef uint32_t KEY4_P = _load4(b'"P":')
+cdef uint32_t KEY4_CP = _load4(b'"CP"')
+
+
+cdef inline int _level_key(Parsed* ps, int* key) noexcept nogil:
+    """_key, with a fast path for the plain "A":, "P": and "CP": of level objects."""
+    cdef const unsigned char* p = ps.p
+    cdef uint32_t w
+    if ps.end - p >= 5:
+        w = _load4(p)
+        if w == KEY4_A:
+            key[0] = K_A
+            ps.p = p + 4
+            return 0
+        if w == KEY4_P:
+            key[0] = K_P
+            ps.p = p + 4
+            return 0
+        if w == KEY4_CP and p[4] == b':':
+            key[0] = K_CP
+            ps.p = p + 5
+            return 0
+    return _key(ps, key)
+
+
+cdef inline int _level(Parsed* ps, Change* ch, bint diff) noexcept nogil:
     """Read one level object {"P":..,"A":..[,"CP":..]} into ch."""
-    cdef int key, rc, seen = 0
+    cdef int key, rc, seen = 0, field = F_LEVEL
     cdef bint more = True
     cdef Num cp
-    cdef const unsigned char* at
-    ch.offset = ps.p - ps.start
+    cdef const unsigned char* at = ps.p
+    ch.offset = at - ps.start
     ch.has_amount = False
     ch.cp = 1
-    if ps.p >= ps.end:
-        return _fail(ps, E_END, ps.p, "a level object")
-    if ps.p[0] != b'{':
+    if at >= ps.end or at[0] != b'{':
         ps.err_field = F_LEVEL
-        return _fail(ps, E_TYPE, ps.p, "a level object")
+        return _fail(ps, E_END if at >= ps.end else E_TYPE, at, "a level object")
     ps.p += 1
     _ws(ps)
     if ps.p < ps.end and ps.p[0] == b'}':
@@ -515,40 +475,43 @@ cdef int _level(Parsed* ps, Change* ch, bint diff) noexcept nogil:
         more = False
     while more:
         _ws(ps)
-        rc = _key(ps, &key)
+        rc = _level_key(ps, &key)
         if rc:
+            ps.err_field = F_LEVEL
             return rc
         if key & seen:
             ps.err_field = _key_field(key)
             return _fail(ps, E_DUPLICATE, ps.p, NULL)
-        seen |= key
         _ws(ps)
         if key == K_P:
-            ps.err_field = F_P
+            field = F_P
             rc = _number(ps, &ch.price)
         elif key == K_A:
-            ps.err_field = F_A
+            field = F_A
             rc = _number(ps, &ch.amount)
             ch.has_amount = True
         elif key == K_CP and diff:
-            ps.err_field = F_CP
+            field = F_CP
             at = ps.p
             rc = _number(ps, &cp)
             if rc == 0:
-                if cp.dec != 0:
+                if not integral(&cp):
                     rc = _fail(ps, E_NOT_INT, at, NULL)
                 elif cp.neg or not (cp.mant == 0 or cp.mant == 1 or cp.mant == 3):
                     rc = _fail(ps, E_CP, at, NULL)
                 else:
                     ch.cp = <int>cp.mant
         else:
-            seen &= ~key
-            rc = _skip(ps, 4)       # inside frame array, payload, level array, level object
+            key = K_UNKNOWN             # includes CP in a 431: skipped like any unknown key
+            field = F_LEVEL
+            rc = _skip(ps, 4)           # inside frame array, payload, level array, level object
         if rc:
+            ps.err_field = field
             return rc
-        ps.err_field = F_LEVEL
+        seen |= key
         rc = _value_end(ps, &more, "',' or '}' in a level")
         if rc:
+            ps.err_field = F_LEVEL
             return rc
     at = ps.start + ch.offset
     if not (seen & K_P):
@@ -575,6 +538,22 @@ cdef int _level(Parsed* ps, Change* ch, bint diff) noexcept nogil:
     if ch.amount.dec > ps.max_amount_dec:
         ps.max_amount_dec = ch.amount.dec
     return 0
+
+
+cdef int settle_decimals(Parsed* ps, int scale, bint amounts) noexcept nogil:
+    """Before a rescale: normalize the prices (or amounts) written with more than scale
+    decimal places ("1.50" has one real decimal place) and return the largest real count."""
+    cdef int side, top = 0
+    cdef Py_ssize_t k
+    cdef Num* n
+    for side in range(2):
+        for k in range(ps.n[side]):
+            n = &ps.changes[side][k].amount if amounts else &ps.changes[side][k].price
+            if n.dec > scale:
+                normalize(n)
+            if n.dec > top:
+                top = n.dec
+    return top
 
 
 cdef int _levels(Parsed* ps, int side, bint diff) noexcept nogil:
@@ -672,7 +651,7 @@ cdef int parse_frame(Parsed* ps, const unsigned char* buf, Py_ssize_t size) noex
     rc = _number(ps, &num)
     if rc:
         return rc
-    if num.dec != 0:
+    if not integral(&num):
         return _fail(ps, E_NOT_FRAME, ps.start, "an integer frame type")
     ps.type = -num.mant if num.neg else num.mant
     ps.err_field = F_NONE
@@ -729,7 +708,7 @@ cdef int parse_frame(Parsed* ps, const unsigned char* buf, Py_ssize_t size) noex
             value_at = ps.p
             rc = _number(ps, &num)
             if rc == 0:
-                if num.dec != 0:
+                if not integral(&num):
                     rc = _fail(ps, E_NOT_INT, value_at, NULL)
                 else:
                     ps.cs = -num.mant if num.neg else num.mant
