@@ -23,6 +23,7 @@ directives = {
     "embedsignature": True,
     "auto_pickle": False,       # a Book owns raw memory: no implicit pickling
     "autotestdict": False,
+    "always_allow_keywords": False,     # one-argument methods (apply) take the METH_O fast call
 }
 
 extension = Extension(

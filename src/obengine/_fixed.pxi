@@ -33,6 +33,36 @@ cdef inline bint _is_digit(unsigned char c) noexcept nogil:
     return <unsigned char>(c - 48) < 10
 
 
+cdef extern from *:
+    """
+    #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    #define OBENGINE_SWAR 1
+    #else
+    #define OBENGINE_SWAR 0
+    #endif
+    """
+    bint OBENGINE_SWAR     # eight digits at a time (the byte-order trick needs little endian)
+
+
+cdef inline uint64_t _load8(const unsigned char* p) noexcept nogil:
+    cdef uint64_t w
+    memcpy(&w, p, 8)
+    return w
+
+
+cdef inline bint _eight_digits(uint64_t w) noexcept nogil:
+    """All eight bytes are '0'..'9': high nibble 3 before and after adding 6."""
+    return ((w & 0xF0F0F0F0F0F0F0F0ULL)
+            | (((w + 0x0606060606060606ULL) & 0xF0F0F0F0F0F0F0F0ULL) >> 4)) == 0x3333333333333333ULL
+
+
+cdef inline uint64_t _eight_value(uint64_t w) noexcept nogil:
+    """Value of eight ASCII digits loaded little endian (first digit most significant)."""
+    w = ((w & 0x0F0F0F0F0F0F0F0FULL) * 2561) >> 8
+    w = ((w & 0x00FF00FF00FF00FFULL) * 6553601) >> 16
+    return ((w & 0x0000FFFF0000FFFFULL) * 42949672960001ULL) >> 32
+
+
 cdef inline bint _mul_pow10(uint64_t* m, Py_ssize_t k) noexcept nogil:
     """m *= 10**k if the result fits int64; False (m untouched) if it does not."""
     if m[0] == 0:
@@ -114,6 +144,49 @@ cdef int _decimal_exact(const unsigned char* p, const unsigned char* end, Num* o
     return _finish(mant, frac - pend - exp, neg, out)
 
 
+cdef extern from *:
+    int __builtin_ctzll(unsigned long long) nogil
+
+
+cdef inline int _leading_digits(uint64_t w) noexcept nogil:
+    """How many of the eight bytes in w, from the first, are ASCII digits (0..8). A byte that
+    carries out of "+6" is itself not a digit, and a carry only reaches later bytes."""
+    cdef uint64_t bad = (((w & 0xF0F0F0F0F0F0F0F0ULL) ^ 0x3030303030303030ULL)
+                         | ((((w + 0x0606060606060606ULL) & 0xF0F0F0F0F0F0F0F0ULL) >> 4) ^ 0x0303030303030303ULL))
+    if bad == 0:
+        return 8
+    return __builtin_ctzll(bad) >> 3
+
+
+cdef inline const unsigned char* _digits(const unsigned char* q, const unsigned char* end,
+                                        uint64_t* mant) noexcept nogil:
+    """Append the digits at q to *mant (wrapping past 19 digits: the caller counts them)."""
+    cdef uint64_t m = mant[0], w
+    cdef unsigned int d
+    cdef int k
+    if OBENGINE_SWAR:
+        while end - q >= 8:
+            w = _load8(q)
+            k = _leading_digits(w)
+            if k == 8:
+                m = m * 100000000 + _eight_value(w)
+                q += 8
+                continue
+            if k:
+                m = m * <uint64_t>POW10[k] + _eight_value(w << (8 * (8 - k)))
+                q += k
+            mant[0] = m
+            return q
+    while q < end:
+        d = q[0] - 48
+        if d >= 10:
+            break
+        m = m * 10 + d
+        q += 1
+    mant[0] = m
+    return q
+
+
 cdef int parse_decimal(const unsigned char* p, const unsigned char* end,
                        const unsigned char** stop, Num* out) noexcept nogil:
     """Read one JSON number (RFC 8259 grammar) starting at p.
@@ -128,7 +201,6 @@ cdef int parse_decimal(const unsigned char* p, const unsigned char* end,
     cdef const unsigned char* frac_start
     cdef uint64_t mant = 0
     cdef Py_ssize_t ndigits, frac = 0, exp = 0
-    cdef unsigned int d
     cdef bint neg = False, eneg = False
     stop[0] = p
     if q < end and q[0] == b'-':
@@ -143,22 +215,12 @@ cdef int parse_decimal(const unsigned char* p, const unsigned char* end,
             stop[0] = q
             return E_NUMBER                 # leading zero
     else:
-        while q < end:
-            d = q[0] - 48
-            if d >= 10:
-                break
-            mant = mant * 10 + d
-            q += 1
+        q = _digits(q, end, &mant)
     ndigits = q - digits
     if q < end and q[0] == b'.':
         q += 1
         frac_start = q
-        while q < end:
-            d = q[0] - 48
-            if d >= 10:
-                break
-            mant = mant * 10 + d
-            q += 1
+        q = _digits(q, end, &mant)
         frac = q - frac_start
         if frac == 0:
             stop[0] = q
@@ -194,6 +256,9 @@ cdef inline bint integral(Num* n) noexcept nogil:
 cdef inline bint to_units(const Num* n, int scale, int64_t* units) noexcept nogil:
     """units = value * 10**scale, for n.dec <= scale; False if it does not fit int64."""
     cdef int k = scale - n.dec
+    if k == 0:
+        units[0] = n.mant
+        return True
     if n.mant > MAXMUL[k]:
         return False
     units[0] = n.mant * POW10[k]

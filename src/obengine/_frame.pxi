@@ -14,7 +14,6 @@ ctypedef struct Change:
     Num price           # parsed; converted to units in .price.mant at commit
     Num amount
     int cp              # 0, 1 or 3 (entries of a 431 are given cp 1)
-    bint has_amount
     Py_ssize_t offset   # byte offset of the entry's '{'
 
 ctypedef struct Parsed:
@@ -138,6 +137,15 @@ cdef inline unsigned char* _put_utf8(unsigned char* o, unsigned int cp) noexcept
     return o + 4
 
 
+cdef inline bint _plain8(uint64_t w) noexcept nogil:
+    """All eight bytes are plain ASCII inside a string: not '"', not '\\', not a control
+    character, not >= 0x80 (the usual bit tricks: a zero byte of w ^ c flags a byte equal to c)."""
+    cdef uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL
+    cdef uint64_t quote = w ^ (ones * 0x22), slash = w ^ (ones * 0x5C)
+    cdef uint64_t hits = ((quote - ones) & ~quote) | ((slash - ones) & ~slash) | (w - ones * 0x20) | w
+    return (hits & highs) == 0
+
+
 cdef int _string(Parsed* ps, const unsigned char** s, Py_ssize_t* n,
                  unsigned char* buf, Py_ssize_t cap) noexcept nogil:
     """Read the string whose opening quote is at ps.p; leave ps.p past the closing quote.
@@ -155,6 +163,9 @@ cdef int _string(Parsed* ps, const unsigned char** s, Py_ssize_t* n,
     cdef unsigned int u, u2
     cdef unsigned char* o
     while True:
+        if OBENGINE_SWAR:
+            while end - p >= 8 and _plain8(_load8(p)):
+                p += 8
         if p >= end:
             return _fail(ps, E_END, p, "a closing '\"'")
         c = p[0]
@@ -435,84 +446,142 @@ cdef uint32_t KEY4_P = _load4(b'"P":')
 cdef uint32_t KEY4_CP = _load4(b'"CP"')
 
 
-cdef inline int _level_key(Parsed* ps, int* key) noexcept nogil:
-    """_key, with a fast path for the plain "A":, "P": and "CP": of level objects."""
-    cdef const unsigned char* p = ps.p
-    cdef uint32_t w
-    if ps.end - p >= 5:
-        w = _load4(p)
-        if w == KEY4_A:
-            key[0] = K_A
-            ps.p = p + 4
-            return 0
-        if w == KEY4_P:
-            key[0] = K_P
-            ps.p = p + 4
-            return 0
-        if w == KEY4_CP and p[4] == b':':
-            key[0] = K_CP
-            ps.p = p + 5
-            return 0
-    return _key(ps, key)
+cdef inline const unsigned char* _skip_ws(const unsigned char* p, const unsigned char* end) noexcept nogil:
+    while p < end and p[0] <= b' ' and (p[0] == b' ' or p[0] == b'\n' or p[0] == b'\r' or p[0] == b'\t'):
+        p += 1
+    return p
+
+
+cdef inline const unsigned char* _plain_decimal(const unsigned char* q, const unsigned char* end,
+                                               Num* out) noexcept nogil:
+    """The common case of a quoted number, "-?digits[.digits]" followed by the closing quote, up
+    to 19 digits in all and within int64: read it and return the quote's address. For anything
+    else return NULL and let parse_decimal read it (and name what is wrong)."""
+    cdef const unsigned char* first
+    cdef const unsigned char* frac_start
+    cdef uint64_t mant = 0
+    cdef Py_ssize_t ndigits, frac = 0
+    cdef bint neg = q < end and q[0] == b'-'
+    q += neg
+    first = q
+    q = _digits(q, end, &mant)
+    ndigits = q - first
+    if ndigits == 0 or (ndigits > 1 and first[0] == b'0'):
+        return NULL
+    if q < end and q[0] == b'.':
+        frac_start = q + 1
+        q = _digits(frac_start, end, &mant)
+        frac = q - frac_start
+        if frac == 0 or frac > SCALE_LIMIT:
+            return NULL
+        ndigits += frac
+    if q >= end or q[0] != b'"' or ndigits > 19 or mant > <uint64_t>INT64_MAX:
+        return NULL
+    out.mant = <int64_t>mant
+    out.dec = <int>frac
+    out.neg = neg and mant != 0
+    return q
 
 
 cdef inline int _level(Parsed* ps, Change* ch, bint diff) noexcept nogil:
-    """Read one level object {"P":..,"A":..[,"CP":..]} into ch."""
-    cdef int key, rc, seen = 0, field = F_LEVEL
-    cdef bint more = True
-    cdef Num cp
-    cdef const unsigned char* at = ps.p
+    """Read one level object {"P":..,"A":..[,"CP":..]} into ch.
+
+    The hot loop of the parser: the cursor stays in a local (ps.p is written back only around
+    the rare calls that need it), and the usual keys are matched with one 32-bit load.
+    """
+    cdef const unsigned char* p = ps.p
+    cdef const unsigned char* end = ps.end
+    cdef const unsigned char* at = p
+    cdef const unsigned char* stop
+    cdef Num num
+    cdef int key, rc, seen = 0
+    cdef uint32_t w
     ch.offset = at - ps.start
-    ch.has_amount = False
     ch.cp = 1
-    if at >= ps.end or at[0] != b'{':
+    if p >= end or p[0] != b'{':
         ps.err_field = F_LEVEL
-        return _fail(ps, E_END if at >= ps.end else E_TYPE, at, "a level object")
-    ps.p += 1
-    _ws(ps)
-    if ps.p < ps.end and ps.p[0] == b'}':
-        ps.p += 1
-        more = False
-    while more:
-        _ws(ps)
-        rc = _level_key(ps, &key)
-        if rc:
-            ps.err_field = F_LEVEL
-            return rc
-        if key & seen:
-            ps.err_field = _key_field(key)
-            return _fail(ps, E_DUPLICATE, ps.p, NULL)
-        _ws(ps)
-        if key == K_P:
-            field = F_P
-            rc = _number(ps, &ch.price)
-        elif key == K_A:
-            field = F_A
-            rc = _number(ps, &ch.amount)
-            ch.has_amount = True
-        elif key == K_CP and diff:
-            field = F_CP
-            at = ps.p
-            rc = _number(ps, &cp)
-            if rc == 0:
-                if not integral(&cp):
-                    rc = _fail(ps, E_NOT_INT, at, NULL)
-                elif cp.neg or not (cp.mant == 0 or cp.mant == 1 or cp.mant == 3):
-                    rc = _fail(ps, E_CP, at, NULL)
+        return _fail(ps, E_END if p >= end else E_TYPE, p, "a level object")
+    p = _skip_ws(p + 1, end)
+    if p < end and p[0] == b'}':
+        p += 1
+    else:
+        while True:
+            p = _skip_ws(p, end)
+            key = -1
+            if end - p >= 5:
+                w = _load4(p)
+                if w == KEY4_A:
+                    key = K_A
+                    p += 4
+                elif w == KEY4_P:
+                    key = K_P
+                    p += 4
+                elif w == KEY4_CP and p[4] == b':':
+                    key = K_CP
+                    p += 5
+            if key < 0:
+                ps.p = p
+                rc = _key(ps, &key)
+                if rc:
+                    ps.err_field = F_LEVEL
+                    return rc
+                p = ps.p
+            if key & seen:
+                ps.err_field = _key_field(key)
+                return _fail(ps, E_DUPLICATE, p, NULL)
+            p = _skip_ws(p, end)
+            if key == K_P or key == K_A or (key == K_CP and diff):
+                at = p
+                if p < end and p[0] == b'"':
+                    stop = _plain_decimal(p + 1, end, &num)
+                    if stop != NULL:
+                        rc = 0
+                    else:
+                        rc = parse_decimal(p + 1, end, &stop, &num)
+                        if stop >= end or stop[0] != b'"':
+                            rc = E_NUMBER if stop < end else E_END
+                    p = stop + 1
+                elif end - p >= 2 and _is_digit(p[0]) and not _is_digit(p[1]) and p[1] != b'.' and (p[1] | 0x20) != b'e':
+                    num.mant = p[0] - 48        # a one-digit JSON number: CP's usual form
+                    num.dec = 0
+                    num.neg = False
+                    rc = 0
+                    p += 1
                 else:
-                    ch.cp = <int>cp.mant
-        else:
-            key = K_UNKNOWN             # includes CP in a 431: skipped like any unknown key
-            field = F_LEVEL
-            rc = _skip(ps, 4)           # inside frame array, payload, level array, level object
-        if rc:
-            ps.err_field = field
-            return rc
-        seen |= key
-        rc = _value_end(ps, &more, "',' or '}' in a level")
-        if rc:
+                    rc = parse_decimal(p, end, &stop, &num)
+                    p = stop
+                if rc == 0 and key == K_CP:
+                    if not integral(&num):
+                        rc = E_NOT_INT
+                    elif num.neg or not (num.mant == 0 or num.mant == 1 or num.mant == 3):
+                        rc = E_CP
+                if rc:
+                    ps.err_field = _key_field(key)
+                    return _fail(ps, rc, at, NULL)
+                if key == K_P:
+                    ch.price = num
+                elif key == K_A:
+                    ch.amount = num
+                else:
+                    ch.cp = <int>num.mant
+                seen |= key
+            else:                       # unknown keys, and CP in a 431: skipped
+                ps.p = p
+                rc = _skip(ps, 4)       # inside frame array, payload, level array, level object
+                if rc:
+                    ps.err_field = F_LEVEL
+                    return rc
+                p = ps.p
+            p = _skip_ws(p, end)
+            if p < end and p[0] == b',':
+                p += 1
+                continue
+            if p < end and p[0] == b'}':
+                p += 1
+                break
             ps.err_field = F_LEVEL
-            return rc
+            return _fail(ps, E_END if p >= end else E_SYNTAX, p, "',' or '}' in a level")
+    ps.p = p
     at = ps.start + ch.offset
     if not (seen & K_P):
         ps.err_field = F_P
@@ -520,7 +589,7 @@ cdef inline int _level(Parsed* ps, Change* ch, bint diff) noexcept nogil:
     if diff and not (seen & K_CP):
         ps.err_field = F_CP
         return _fail(ps, E_MISSING, at, NULL)
-    if not ch.has_amount:
+    if not (seen & K_A):
         if ch.cp != 3:
             ps.err_field = F_A
             return _fail(ps, E_MISSING, at, NULL)
