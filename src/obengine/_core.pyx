@@ -24,6 +24,8 @@ from libc.string cimport memcmp, memcpy, memmove
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_GET_SIZE
 from cpython.unicode cimport PyUnicode_Check, PyUnicode_DecodeUTF8
+from cpython.mem cimport PyMem_Calloc, PyMem_Free
+from cpython.ref cimport PyObject
 cimport cython
 
 import enum as _enum
@@ -154,6 +156,8 @@ cdef class Book:
     """
     cdef readonly str pair
     cdef bytes _pair_bytes
+    cdef uint64_t _pair_hash
+    cdef tuple _results         # (pair, Status) per status: what BookSet.apply returns, prebuilt
     cdef int _price_scale
     cdef int _amount_scale
     cdef int64_t _seq
@@ -174,6 +178,8 @@ cdef class Book:
         _check_scale(amount_scale, "amount_scale")
         self.pair = pair
         self._pair_bytes = encoded
+        self._pair_hash = _pair_hash(encoded, len(encoded))
+        self._results = tuple((pair, status) for status in _STATUS)
         self._price_scale = price_scale
         self._amount_scale = amount_scale
         self._seq = 0
@@ -429,6 +435,20 @@ cdef class Book:
                 f"bids={self._n[1]} asks={self._n[0]} scales={self._price_scale}/{self._amount_scale}>")
 
 
+cdef inline uint64_t _pair_hash(const unsigned char* s, Py_ssize_t n) noexcept nogil:
+    """FNV-1a of a pair name."""
+    cdef uint64_t h = 14695981039346656037ULL
+    cdef Py_ssize_t i
+    for i in range(n):
+        h = (h ^ s[i]) * 1099511628211ULL
+    return h
+
+
+ctypedef struct _Slot:
+    uint64_t hash
+    PyObject* book          # borrowed: BookSet._books holds the reference
+
+
 @cython.final
 cdef class BookSet:
     """Books for many pairs, fed from one socket: ``apply`` routes each frame by its pair.
@@ -436,11 +456,19 @@ cdef class BookSet:
     ``BookSet(scales=None)``: a book is created when its pair is first seen, with scales from
     ``scales[pair]`` (``{pair: (price_scale, amount_scale)}``), else ``obengine.DEFAULT_SCALES``,
     else (0, 0) and then inferred from the first snapshot (the rescale raises them). A read-only
-    mapping of pair to ``Book``.
+    mapping of pair to ``Book``. Not thread-safe; use it from one thread.
     """
     cdef dict _books
     cdef dict _scales
-    cdef Book _last         # the book of the previous frame: one-pair streams skip the lookup
+    cdef _Slot* _slots      # open-addressing index of _books by the pair's UTF-8 bytes:
+    cdef Py_ssize_t _mask   # routing a frame creates no Python object
+
+    def __cinit__(self):
+        self._slots = NULL
+        self._mask = -1
+
+    def __dealloc__(self):
+        PyMem_Free(self._slots)
 
     def __init__(self, scales=None):
         self._books = {}
@@ -454,7 +482,6 @@ cdef class BookSet:
                 _check_scale(price_scale, f"scales[{pair!r}] price_scale")
                 _check_scale(amount_scale, f"scales[{pair!r}] amount_scale")
                 self._scales[pair] = (price_scale, amount_scale)
-        self._last = None
 
     def apply(self, frame):
         """Apply one websocket frame to the book of its pair.
@@ -475,24 +502,62 @@ cdef class BookSet:
 
     cdef object _apply(self, const unsigned char* buf, Py_ssize_t size):
         cdef Parsed* ps = &_PARSED
-        cdef Book book = self._last
+        cdef Book book
         if parse_frame(ps, buf, size):
             raise _frame_error(ps, None)
         if ps.type != 431 and ps.type != 432:
             return _NOT_A_BOOK_FRAME
-        if (book is None or ps.pair_len != len(book._pair_bytes)
-                or memcmp(ps.pair, <const char*>book._pair_bytes, ps.pair_len)):
+        book = self._find(ps.pair, ps.pair_len)
+        if book is None:
             pair = PyUnicode_DecodeUTF8(<const char*>ps.pair, ps.pair_len, NULL)
-            book = self._books.get(pair)
-            if book is None:
-                price_scale, amount_scale = self._scales.get(pair, (0, 0))
-                book = Book(pair, price_scale, amount_scale)
-                status = _STATUS[book._commit(ps)]      # raises before the book is kept
-                self._books[pair] = book
-                self._last = book
-                return (book.pair, status)
-            self._last = book
-        return (book.pair, _STATUS[book._commit(ps)])
+            price_scale, amount_scale = self._scales.get(pair, (0, 0))
+            book = Book(pair, price_scale, amount_scale)
+            status = book._commit(ps)       # raises before the book is kept
+            self._add(book)
+            return book._results[status]
+        return book._results[book._commit(ps)]
+
+    cdef inline Book _find(self, const unsigned char* pair, Py_ssize_t n):
+        cdef uint64_t h = _pair_hash(pair, n)
+        cdef Py_ssize_t i = <Py_ssize_t>(h & <uint64_t>self._mask)
+        cdef Book book
+        if self._slots == NULL:
+            return None
+        while self._slots[i].book != NULL:
+            book = <Book>self._slots[i].book
+            if (self._slots[i].hash == h and len(book._pair_bytes) == n
+                    and memcmp(<const char*>book._pair_bytes, pair, n) == 0):
+                return book
+            i = (i + 1) & self._mask
+        return None
+
+    cdef int _add(self, Book book) except -1:
+        cdef Py_ssize_t size, i
+        cdef _Slot* slots
+        self._books[book.pair] = book
+        if 2 * len(self._books) > self._mask + 1:      # keep the index at most half full
+            size = 16
+            while size < 4 * len(self._books):
+                size *= 2
+            slots = <_Slot*>PyMem_Calloc(size, sizeof(_Slot))
+            if slots == NULL:
+                del self._books[book.pair]
+                raise MemoryError()
+            PyMem_Free(self._slots)
+            self._slots = slots
+            self._mask = size - 1
+            for other in self._books.values():
+                self._insert(other)
+        else:
+            self._insert(book)
+        return 0
+
+    cdef void _insert(self, Book book) noexcept:
+        cdef Py_ssize_t i = <Py_ssize_t>(book._pair_hash & <uint64_t>self._mask)
+        while self._slots[i].book != NULL:
+            i = (i + 1) & self._mask
+        self._slots[i].hash = book._pair_hash
+        self._slots[i].book = <PyObject*>book
 
     def __getitem__(self, pair):
         return self._books[pair]

@@ -137,6 +137,11 @@ cdef inline unsigned char* _put_utf8(unsigned char* o, unsigned int cp) noexcept
     return o + 4
 
 
+cdef unsigned char PLAIN_BYTE[256]     # 1 for the bytes that stand for themselves in a string
+for _b in range(256):
+    PLAIN_BYTE[_b] = 0x20 <= _b < 0x80 and _b != 0x22 and _b != 0x5C
+
+
 cdef inline bint _plain8(uint64_t w) noexcept nogil:
     """All eight bytes are plain ASCII inside a string: not '"', not '\\', not a control
     character, not >= 0x80 (the usual bit tricks: a zero byte of w ^ c flags a byte equal to c)."""
@@ -166,6 +171,8 @@ cdef int _string(Parsed* ps, const unsigned char** s, Py_ssize_t* n,
         if OBENGINE_SWAR:
             while end - p >= 8 and _plain8(_load8(p)):
                 p += 8
+        while p < end and PLAIN_BYTE[p[0]]:
+            p += 1
         if p >= end:
             return _fail(ps, E_END, p, "a closing '\"'")
         c = p[0]
@@ -336,7 +343,7 @@ cdef inline int _number(Parsed* ps, Num* out) noexcept nogil:
 
 cdef inline bint _plain(unsigned char c) noexcept nogil:
     """A byte that stands for itself inside a JSON string."""
-    return 0x20 <= c < 0x80 and c != b'"' and c != b'\\'
+    return PLAIN_BYTE[c]
 
 
 cdef inline int _key(Parsed* ps, int* key) noexcept nogil:
