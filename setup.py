@@ -33,4 +33,14 @@ extension = Extension(
     define_macros=[("CYTHON_TRACE", "0")],
 )
 
-setup(ext_modules=cythonize([extension], compiler_directives=directives, annotate=ANNOTATE))
+setup(
+    # Each mode writes its C to its own folder, and the extension is always recompiled: a change of
+    # directives or flags alone would otherwise leave the other mode's build in place.
+    ext_modules=cythonize(
+        [extension],
+        compiler_directives=directives,
+        annotate=ANNOTATE,
+        build_dir="build/cython-debug" if DEBUG else "build/cython",
+    ),
+    options={"build_ext": {"force": True}},
+)
