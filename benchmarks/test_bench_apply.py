@@ -1,0 +1,43 @@
+"""Workloads 1-4: apply a stream of raw frames, end to end from bytes, on every path.
+
+Each round starts from fresh books (the untimed setup applies the workload's prefix of 431s) and
+times the whole stream. The books are checked against the simulator before timing and again
+after the last round.
+"""
+from __future__ import annotations
+
+import pytest
+
+import peers
+import workloads
+from _check import assert_matches_truth, describe, rounds_for, run_untimed
+
+
+@pytest.mark.parametrize("workload", workloads.APPLY_WORKLOADS)
+def test_apply(benchmark, workload_data, path_cls: type[peers.Path], workload: str, short: bool) -> None:
+    wl = workload_data[workload]
+    checked = run_untimed(path_cls, wl)
+    assert_matches_truth(checked, wl, "before timing")
+
+    frames = wl.frames
+    prefix = wl.prefix
+    last: list[peers.Path] = []
+
+    def setup():
+        path = path_cls(wl.scales)
+        apply = path.apply
+        for raw in prefix:
+            apply(raw)
+        last[:] = [path]
+        return (path,), {}
+
+    def stream(path: peers.Path) -> None:
+        apply = path.apply
+        for raw in frames:
+            apply(raw)
+
+    rounds, warmup = rounds_for(checked.pass_seconds, short)
+    describe(benchmark, wl, path_cls, short)
+    benchmark.pedantic(stream, setup=setup, rounds=rounds, warmup_rounds=warmup, iterations=1)
+
+    assert_matches_truth(last[0], wl, "after timing")
