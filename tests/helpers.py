@@ -1,0 +1,120 @@
+"""Frame builders and state readers shared by the tests (both implementations)."""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from obengine import FrameError, Status
+from reference import RefBook
+
+PAIR = "BTCTRY"
+
+Level = tuple[int, int]
+State = tuple[list[Level], list[Level], int, int, "int | None", bool, int]
+
+
+def _dump(frame: Any) -> str:
+    return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
+
+
+def payload(cs: Any, pair: str | None = PAIR, **fields: Any) -> dict[str, Any]:
+    """A payload with CS and PS first (so a streaming parser knows them before any error)."""
+    out: dict[str, Any] = {"CS": cs, "PS": pair}
+    out.update(fields)
+    return out
+
+
+def f431(
+    cs: Any,
+    asks: Iterable[Sequence[Any]] = (),
+    bids: Iterable[Sequence[Any]] = (),
+    pair: str = PAIR,
+) -> str:
+    """A full book as the exchange sends it; levels are ``(P, A)``, values as given (str/int)."""
+    return _dump(
+        [
+            431,
+            {
+                "CS": cs,
+                "PS": pair,
+                "AO": [{"A": a, "P": p} for p, a in asks],
+                "BO": [{"A": a, "P": p} for p, a in bids],
+                "channel": "obdiff",
+                "event": pair,
+                "type": 431,
+            },
+        ]
+    )
+
+
+def _entry(level: Sequence[Any]) -> dict[str, Any]:
+    p, a, cp = level
+    entry: dict[str, Any] = {"P": p}
+    if a is not None:
+        entry["A"] = a
+    entry["CP"] = cp
+    return entry
+
+
+def f432(
+    cs: Any,
+    asks: Iterable[Sequence[Any]] = (),
+    bids: Iterable[Sequence[Any]] = (),
+    pair: str = PAIR,
+) -> str:
+    """A change set; entries are ``(P, A, CP)``, ``A`` None to leave it out."""
+    return _dump(
+        [
+            432,
+            {
+                "CS": cs,
+                "PS": pair,
+                "AO": [_entry(level) for level in asks],
+                "BO": [_entry(level) for level in bids],
+                "channel": "obdiff",
+                "event": pair,
+                "type": 432,
+            },
+        ]
+    )
+
+
+def raw(frame: Any) -> str:
+    """A frame from a Python structure (for hand-made payloads)."""
+    return _dump(frame)
+
+
+def levels(book: Any) -> tuple[list[Level], list[Level]]:
+    """``(bids, asks)`` as lists of ``(price_units, amount_units)`` ints, best first."""
+    if isinstance(book, RefBook):
+        return book.levels()
+    return (
+        [(int(p), int(a)) for p, a in book.bids.tolist()],
+        [(int(p), int(a)) for p, a in book.asks.tolist()],
+    )
+
+
+def state(book: Any) -> State:
+    """Everything a frame may change."""
+    bids, asks = levels(book)
+    return (bids, asks, book.price_scale, book.amount_scale, book.seq, book.synced, book.anomalies)
+
+
+def outcome(book: Any, frame: Any) -> Status | str:
+    """The status ``apply`` returns, or ``"FrameError"``."""
+    try:
+        return book.apply(frame)
+    except FrameError:
+        return "FrameError"
+
+
+def set_outcome(books: Any, frame: Any) -> tuple[str | None, Status] | str:
+    try:
+        return books.apply(frame)
+    except FrameError:
+        return "FrameError"
+
+
+def set_state(books: Any) -> dict[str, State]:
+    return {pair: state(books[pair]) for pair in books}

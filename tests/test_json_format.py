@@ -1,0 +1,175 @@
+"""Frames are JSON, whatever their formatting (docs/rules.md, "Frames" and "Payload keys"):
+whitespace, key order, unknown keys of any value, keys written with escapes, PS and event.
+
+Every test runs against the reference (``[ref]``) and the core (``[core]``).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from helpers import f431, levels, raw, state
+from obengine import Status
+
+ASKS = [("2150010", "0.5"), ("2150020", "1.25")]
+BIDS = [("2150000", "0.1"), ("2149990", "2")]
+# the base book after the canonical change: ask 2150010 @ 0.7, new bid 2149995 @ 3
+EXPECTED = (
+    [(2150000, 10_000_000), (2149995, 300_000_000), (2149990, 200_000_000)],
+    [(2150010, 70_000_000), (2150020, 125_000_000)],
+)
+
+
+@pytest.fixture
+def book(make_book: Callable[..., Any]) -> Any:
+    b = make_book()
+    assert b.apply(f431(100, ASKS, BIDS)) == Status.APPLIED
+    return b
+
+
+def assert_canonical_change_applied(book: Any, frame: Any) -> None:
+    assert book.apply(frame) == Status.APPLIED
+    assert levels(book) == EXPECTED
+    assert (book.seq, book.synced, book.anomalies) == (101, True, 0)
+    assert (book.price_scale, book.amount_scale) == (0, 8)
+
+
+CANONICAL = (
+    '[432,{"CS":101,"PS":"BTCTRY","AO":[{"P":"2150010","A":"0.7","CP":0}],'
+    '"BO":[{"P":"2149995","A":"3","CP":1}]}]'
+)
+
+SPELLINGS = {
+    "canonical": CANONICAL,
+    "whitespace-everywhere": (
+        ' \t\r\n[\r\n\t 432 \t,\n {\n  "CS" :\t101 ,\r\n  "PS"\n:\n"BTCTRY" , "AO" : [ {\t"P" : '
+        '"2150010" , "A" : "0.7" , "CP" : 0 } ] ,"BO":[\n{ "P":"2149995","A":"3","CP":1 }\n]\n}\n]'
+        " \r\n\t"
+    ),
+    "keys-reversed": (
+        '[432,{"BO":[{"CP":1,"A":"3","P":"2149995"}],"AO":[{"CP":0,"A":"0.7","P":"2150010"}],'
+        '"PS":"BTCTRY","CS":101}]'
+    ),
+    "cs-last-pair-from-event-last": (
+        '[432,{"AO":[{"A":"0.7","CP":0,"P":"2150010"}],"BO":[{"P":"2149995","CP":1,"A":"3"}],'
+        '"event":"BTCTRY","CS":101}]'
+    ),
+    "exchange-shape": raw(
+        [
+            432,
+            {
+                "CS": 101,
+                "PS": "BTCTRY",
+                "AO": [{"A": "0.7", "P": "2150010", "CP": 0}],
+                "BO": [{"A": "3", "P": "2149995", "CP": 1}],
+                "channel": "obdiff",
+                "event": "BTCTRY",
+                "type": 432,
+            },
+        ]
+    ),
+    "unknown-keys-with-nested-values": (
+        '[432,{"meta":{"CS":1,"PS":"ETHTRY","AO":[{"P":"-1"}],"deep":[[[{"a":"]}\\"{["}]]]},'
+        '"CS":101,"s":"\\"AO\\":[{\\"P\\":\\"-1\\"}],\\\\","n":-1.5e-400,"t":true,"f":false,'
+        '"z":null,"e":{},"l":[],"arr":[1,"2",[3,{"4":[5]}],{"CP":9}],'
+        '"PS":"BTCTRY","AO":[{"P":"2150010","X":{"CP":9,"P":"x","A":[]},"A":"0.7",'
+        '"Y":"\\"}]","CP":0,"Z":[{"P":1}]}],"BO":[{"P":"2149995","A":"3","CP":1,"u":"\\u00e7"}]}]'
+    ),
+    "unknown-keys-repeated": (
+        '[432,{"channel":"a","channel":"b","CS":101,"type":1,"type":2,"PS":"BTCTRY",'
+        '"AO":[{"P":"2150010","A":"0.7","CP":0,"q":1,"q":2}],'
+        '"BO":[{"P":"2149995","A":"3","CP":1}]}]'
+    ),
+    "keys-differing-in-case-are-unknown": (
+        '[432,{"cs":"x","ps":1,"ao":{},"CS":101,"PS":"BTCTRY","Event":5,"AO":[{"P":"2150010",'
+        '"A":"0.7","CP":0,"p":"x","a":-1,"cp":7}],"BO":[{"P":"2149995","A":"3","CP":1}]}]'
+    ),
+    "known-names-at-other-levels-are-unknown": (
+        '[432,{"P":"-1","A":"x","CP":9,"CS":101,"PS":"BTCTRY","AO":[{"P":"2150010","A":"0.7",'
+        '"CP":0,"CS":"x","PS":7,"AO":1}],"BO":[{"P":"2149995","A":"3","CP":1}]}]'
+    ),
+    "keys-written-with-escapes": (
+        '[432,{"\\u0043S":101,"\\u0050\\u0053":"BTCTRY","\\u0041O":[{"\\u0050":"2150010",'
+        '"\\u0041":"0.7","C\\u0050":0}],"B\\u004f":[{"P":"2149995","A":"3","\\u0043\\u0050":1}]}]'
+    ),
+    "pair-written-with-escapes": CANONICAL.replace('"BTCTRY"', '"BTC\\u0054R\\u0059"'),
+    "escapes-in-unknown-strings": (
+        '[432,{"CS":101,"x":"\\/\\\\\\"\\b\\f\\n\\r\\t\\u00e7\\ud83d\\ude00","PS":"BTCTRY",'
+        '"AO":[{"P":"2150010","A":"0.7","CP":0}],"BO":[{"P":"2149995","A":"3","CP":1}]}]'
+    ),
+    "non-ascii-in-unknown-strings": CANONICAL.replace(
+        '"CS":101', '"CS":101,"not":"çğış € 😀 \u2028\u2029 \x7f"'
+    ),
+    "nested-50-deep-in-an-unknown-key": CANONICAL.replace(
+        '"CS":101', '"CS":101,"deep":' + "[{\"a\":" * 25 + "1" + "}]" * 25
+    ),
+    "numbers-as-json-numbers": (
+        '[432,{"CS":101,"PS":"BTCTRY","AO":[{"P":2150010,"A":0.7,"CP":0}],'
+        '"BO":[{"P":2149995,"A":3,"CP":1}]}]'
+    ),
+    "numbers-as-strings": (
+        '[432,{"CS":"101","PS":"BTCTRY","AO":[{"P":"2150010","A":"0.7","CP":"0"}],'
+        '"BO":[{"P":"2149995","A":"3","CP":"1"}]}]'
+    ),
+    "numbers-with-exponents": (
+        '[432,{"CS":1.01E2,"PS":"BTCTRY","AO":[{"P":"2.15001e6","A":"7e-1","CP":0}],'
+        '"BO":[{"P":2.149995E+6,"A":"0.3e1","CP":1}]}]'
+    ),
+}
+
+
+@pytest.mark.parametrize("name", SPELLINGS)
+def test_the_same_change_set_in_any_json_spelling(book: Any, name: str) -> None:
+    assert_canonical_change_applied(book, SPELLINGS[name])
+
+
+@pytest.mark.parametrize("name", SPELLINGS)
+def test_the_same_change_set_as_bytes(book: Any, name: str) -> None:
+    assert_canonical_change_applied(book, SPELLINGS[name].encode("utf-8"))
+
+
+@pytest.mark.parametrize(
+    ("pair_fields", "applies"),
+    [
+        ({"PS": "BTCTRY"}, True),
+        ({"PS": "BTCTRY", "event": None}, True),
+        ({"PS": "BTCTRY", "event": "ETHTRY"}, True),  # PS wins
+        ({"event": "BTCTRY"}, True),
+        ({"PS": None, "event": "BTCTRY"}, True),
+        ({"event": "BTCTRY", "PS": None}, True),
+        ({"PS": "ETHTRY", "event": "BTCTRY"}, False),  # PS names another pair
+        ({"PS": None, "event": "ETHTRY"}, False),
+    ],
+)
+def test_the_pair_is_ps_when_a_string_else_event(
+    book: Any, pair_fields: dict[str, Any], applies: bool
+) -> None:
+    frame = raw(
+        [
+            432,
+            {
+                "CS": 101,
+                **pair_fields,
+                "AO": [{"P": "2150010", "A": "0.7", "CP": 0}],
+                "BO": [{"P": "2149995", "A": "3", "CP": 1}],
+            },
+        ]
+    )
+    if applies:
+        assert_canonical_change_applied(book, frame)
+    else:
+        before = state(book)
+        with pytest.raises(ValueError):  # FrameError is a ValueError
+            book.apply(frame)
+        assert state(book) == before
+
+
+def test_missing_ao_and_bo_mean_no_levels(book: Any) -> None:
+    before = state(book)
+    assert book.apply('[432,{"CS":101,"PS":"BTCTRY"}]') == Status.APPLIED
+    assert state(book)[:4] == before[:4]
+    assert book.seq == 101
+    assert book.apply('[432,{"CS":102,"PS":"BTCTRY","AO":[],"BO":[]}]') == Status.APPLIED
+    assert state(book)[:4] == before[:4]

@@ -1,0 +1,204 @@
+"""Rescaling (docs/rules.md, "Rescaling"): an applied frame with more decimal places raises the
+book's scale exactly; a value that would not fit int64 rejects the whole frame.
+
+Every test runs against the reference (``[ref]``) and the core (``[core]``).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from helpers import f431, f432, levels, state
+from obengine import FrameError, Status
+
+ASKS = [("2150010", "0.5"), ("2150020", "1.25")]
+BIDS = [("2150000", "0.1"), ("2149990", "2")]
+
+
+@pytest.fixture
+def book(make_book: Callable[..., Any]) -> Any:
+    b = make_book()
+    assert b.apply(f431(100, ASKS, BIDS)) == Status.APPLIED
+    return b
+
+
+def test_a_finer_price_raises_price_scale_and_rescales_every_price(book: Any) -> None:
+    assert book.apply(f432(101, [("2150015.5", "1", 1)])) == Status.APPLIED
+    assert state(book) == (
+        [(21500000, 10_000_000), (21499900, 200_000_000)],
+        [(21500100, 50_000_000), (21500155, 100_000_000), (21500200, 125_000_000)],
+        1,
+        8,
+        101,
+        True,
+        0,
+    )
+
+
+def test_a_finer_amount_raises_amount_scale_and_rescales_every_amount(book: Any) -> None:
+    assert book.apply(f432(101, [], [("2149995", "0.123456789", 1)])) == Status.APPLIED
+    assert state(book) == (
+        [(2150000, 100_000_000), (2149995, 123_456_789), (2149990, 2_000_000_000)],
+        [(2150010, 500_000_000), (2150020, 1_250_000_000)],
+        0,
+        9,
+        101,
+        True,
+        0,
+    )
+
+
+def test_both_scales_rise_to_the_largest_places_in_the_frame(book: Any) -> None:
+    frame = f432(
+        101,
+        [("2150011.25", "0.5", 1), ("2150012.125", "0.0000000001", 1)],
+        [("2149999.5", "1e-12", 1)],
+    )
+    assert book.apply(frame) == Status.APPLIED
+    bids, asks = levels(book)
+    assert (book.price_scale, book.amount_scale) == (3, 12)
+    assert asks == [
+        (2150010000, 500_000_000_000),
+        (2150011250, 500_000_000_000),
+        (2150012125, 100),
+        (2150020000, 1_250_000_000_000),
+    ]
+    assert bids == [(2150000000, 100_000_000_000), (2149999500, 1), (2149990000, 2_000_000_000_000)]
+
+
+def test_the_amount_of_a_delete_counts_for_the_rescale(book: Any) -> None:
+    assert book.apply(f432(101, [("2150010", "0.0000000001", 3)])) == Status.APPLIED
+    assert state(book) == (
+        [(2150000, 1_000_000_000), (2149990, 20_000_000_000)],
+        [(2150020, 12_500_000_000)],
+        0,
+        10,
+        101,
+        True,
+        0,
+    )
+
+
+def test_the_price_of_a_delete_of_a_missing_level_counts_for_the_rescale(book: Any) -> None:
+    assert book.apply(f432(101, [("2150015.25", None, 3)])) == Status.APPLIED
+    assert levels(book)[1] == [(215001000, 50_000_000), (215002000, 125_000_000)]
+    assert book.price_scale == 2 and book.anomalies == 1
+
+
+def test_zero_amounts_have_no_decimal_places(book: Any) -> None:
+    assert book.apply(f432(101, [("2150010", "0.0000000000000", 0)])) == Status.APPLIED
+    assert book.amount_scale == 8
+    assert levels(book)[1] == [(2150020, 125_000_000)]
+
+
+def test_trailing_zeros_do_not_rescale(book: Any) -> None:
+    assert book.apply(f432(101, [("2150015.000", "1.000000000000", 1)])) == Status.APPLIED
+    assert (book.price_scale, book.amount_scale) == (0, 8)
+
+
+def test_a_431_infers_the_scales_of_a_book_created_at_zero(make_book: Callable[..., Any]) -> None:
+    b = make_book(price_scale=0, amount_scale=0)
+    assert b.apply(f431(1, [("1.25", "10")], [("1.2", "0.001")])) == Status.APPLIED
+    assert state(b) == ([(120, 1)], [(125, 10_000)], 2, 3, 1, True, 0)
+
+
+def test_scales_never_go_down(book: Any) -> None:
+    book.apply(f432(101, [("2150015.5", "0.000000001", 1)]))
+    assert (book.price_scale, book.amount_scale) == (1, 9)
+    assert book.apply(f431(200, [("100", "1")], [("90", "2")])) == Status.APPLIED
+    assert state(book) == ([(900, 2_000_000_000)], [(1000, 1_000_000_000)], 1, 9, 200, True, 0)
+
+
+@pytest.mark.parametrize(
+    ("cs", "status"), [(100, Status.STALE), (50, Status.STALE), (102, Status.GAP)]
+)
+def test_stale_and_gap_frames_never_rescale(book: Any, cs: int, status: Status) -> None:
+    before = state(book)
+    assert book.apply(f432(cs, [("2150015.5", "0.000000001", 1)])) == status
+    assert state(book)[:5] == before[:5]
+
+
+def test_a_432_on_an_unsynced_book_never_rescales(make_book: Callable[..., Any]) -> None:
+    b = make_book()
+    assert b.apply(f432(1, [("2150015.5", "0.000000001", 1)])) == Status.GAP
+    assert (b.price_scale, b.amount_scale) == (0, 8)
+
+
+def test_a_crossed_frame_is_applied_and_rescales(book: Any) -> None:
+    assert book.apply(f432(101, [], [("2150010.5", "1", 1)])) == Status.CROSSED
+    assert book.price_scale == 1
+    assert levels(book)[0][0] == (21500105, 100_000_000)
+
+
+# --- values that do not fit -------------------------------------------------------------------
+
+
+def assert_rejected_unchanged(book: Any, frame: str) -> None:
+    before = state(book)
+    with pytest.raises(FrameError):
+        book.apply(frame)
+    assert state(book) == before
+
+
+def test_a_price_rescale_that_overflows_rejects_the_frame(make_book: Callable[..., Any]) -> None:
+    b = make_book()
+    b.apply(f431(1, [("1000000000000000", "1")], [("1", "1")]))  # 1e15 at price scale 0
+    assert_rejected_unchanged(b, f432(2, [], [("2.0001", "1", 1)]))  # 1e15 * 10**4 > int64
+    assert b.apply(f432(2, [], [("2.001", "1", 1)])) == Status.APPLIED  # 1e18 fits
+    assert b.price_scale == 3 and levels(b)[1] == [(10**18, 100_000_000)]
+
+
+def test_an_amount_rescale_that_overflows_rejects_the_frame(
+    make_book: Callable[..., Any],
+) -> None:
+    b = make_book()
+    b.apply(f431(1, [("100", "50000000000")], [("1", "1")]))  # 5e18 units at scale 8
+    assert_rejected_unchanged(b, f432(2, [], [("2", "0.000000001", 1)]))
+    # the overflowing level may even be one the frame deletes: the rescale comes first
+    assert_rejected_unchanged(b, f432(2, [("100", "0.000000001", 3)]))
+
+
+def test_a_frame_value_that_overflows_at_the_new_scale_rejects_the_frame(
+    make_book: Callable[..., Any],
+) -> None:
+    b = make_book(price_scale=0, amount_scale=0)
+    assert_rejected_unchanged(b, f431(1, [("100000000000000000", "1"), ("0.01", "1")], []))
+    assert_rejected_unchanged(b, f431(1, [("1", "100000000000000000")], [("0.5", "0.01")]))
+    assert b.apply(f431(1, [("10000000000000000", "1"), ("0.01", "1")], [])) == Status.APPLIED
+    assert levels(b)[1] == [(1, 1), (10**18, 1)]
+
+
+def test_an_overflowing_cp3_amount_rejects_the_frame(book: Any) -> None:
+    # 1e11 at amount scale 8 is 1e19 units: too big even for a delete, whose amount is ignored
+    assert_rejected_unchanged(book, f432(101, [("2150010", "100000000000", 3)]))
+
+
+@pytest.mark.parametrize(
+    ("price", "fits"),
+    [
+        ("92233720368547758.07", True),
+        ("92233720368547758.08", False),
+        ("9223372036854775808", False),
+    ],
+)
+def test_int64_limit_at_the_needed_scale(
+    make_book: Callable[..., Any], price: str, fits: bool
+) -> None:
+    b = make_book(price_scale=0, amount_scale=0)
+    frame = f431(1, [(price, "1")], [])
+    if fits:
+        assert b.apply(frame) == Status.APPLIED
+        assert levels(b)[1] == [(2**63 - 1, 1)]
+    else:
+        assert_rejected_unchanged(b, frame)
+
+
+def test_a_stale_frame_is_only_checked_at_its_own_scale(book: Any) -> None:
+    """A stale 432 does not rescale, so a value fitting int64 at its own decimal places is not
+    an error even if it would not fit at the book's scales (rules.md: "Stale and gap frames
+    never rescale"; the int64 check of the rescale is for applied frames)."""
+    before = state(book)
+    assert book.apply(f432(99, [("2150010", "100000000000", 0)])) == Status.STALE
+    assert state(book) == before
