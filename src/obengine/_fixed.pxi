@@ -165,7 +165,7 @@ cdef inline const unsigned char* _digits(const unsigned char* q, const unsigned 
     cdef unsigned int d
     cdef int k
     if OBENGINE_SWAR:
-        while end - q >= 8:
+        while end - q >= 8 and _is_digit(q[0]):
             w = _load8(q)
             k = _leading_digits(w)
             if k == 8:

@@ -327,10 +327,18 @@ cdef inline int _number(Parsed* ps, Num* out) noexcept nogil:
     if at >= ps.end:
         return _fail(ps, E_END, at, "a number")
     if at[0] != b'"':
+        stop = _plain_decimal(at, ps.end, out, False)
+        if stop != NULL:
+            ps.p = stop
+            return 0
         rc = parse_decimal(at, ps.end, &stop, out)
         if rc:
             return _fail(ps, rc, at, NULL)
         ps.p = stop
+        return 0
+    stop = _plain_decimal(at + 1, ps.end, out)
+    if stop != NULL:
+        ps.p = stop + 1
         return 0
     rc = parse_decimal(at + 1, ps.end, &stop, out)
     if stop >= ps.end or stop[0] != b'"':
@@ -339,6 +347,11 @@ cdef inline int _number(Parsed* ps, Num* out) noexcept nogil:
         return _fail(ps, rc, at, NULL)
     ps.p = stop + 1
     return 0
+
+
+cdef uint64_t KEY8_EVENT = _load8(b'"event":')
+cdef uint64_t KEY8_CHANNEL = _load8(b'"channel')
+cdef uint64_t KEY8_TYPE = _load8(b'"type":\0')      # seven bytes: compared under a mask
 
 
 cdef inline bint _plain(unsigned char c) noexcept nogil:
@@ -352,11 +365,26 @@ cdef inline int _key(Parsed* ps, int* key) noexcept nogil:
     cdef const unsigned char* s
     cdef Py_ssize_t n
     cdef int rc
+    cdef uint64_t w
     if p >= ps.end:
         return _fail(ps, E_END, p, "a key")
     if p[0] != b'"':
         return _fail(ps, E_SYNTAX, p, "a key")
-    # Fast path for the short plain keys of book frames; anything else is read in full.
+    # Fast paths for the keys of book frames; anything else is read in full.
+    if ps.end - p >= 10:
+        w = _load8(p)
+        if w == KEY8_EVENT:                 # "event":
+            key[0] = K_EVENT
+            ps.p = p + 8
+            return 0
+        if w == KEY8_CHANNEL and p[8] == b'"' and p[9] == b':':     # "channel":
+            key[0] = K_UNKNOWN
+            ps.p = p + 10
+            return 0
+        if OBENGINE_SWAR and (w & 0xFFFFFFFFFFFFFFULL) == KEY8_TYPE:   # "type": (mask: little endian)
+            key[0] = K_UNKNOWN
+            ps.p = p + 7
+            return 0
     if ps.end - p >= 3 and _plain(p[1]) and p[2] == b'"':
         s = p + 1
         n = 1
@@ -460,10 +488,11 @@ cdef inline const unsigned char* _skip_ws(const unsigned char* p, const unsigned
 
 
 cdef inline const unsigned char* _plain_decimal(const unsigned char* q, const unsigned char* end,
-                                               Num* out) noexcept nogil:
-    """The common case of a quoted number, "-?digits[.digits]" followed by the closing quote, up
-    to 19 digits in all and within int64: read it and return the quote's address. For anything
-    else return NULL and let parse_decimal read it (and name what is wrong)."""
+                                               Num* out, bint quoted=True) noexcept nogil:
+    """The common case of a number, "-?digits[.digits]" with no exponent, up to 19 digits in all
+    and within int64, followed by the closing quote (quoted) or by a character that cannot
+    continue a JSON number (not quoted): read it and return the address after its last digit.
+    For anything else return NULL and let parse_decimal read it (and name what is wrong)."""
     cdef const unsigned char* first
     cdef const unsigned char* frac_start
     cdef uint64_t mant = 0
@@ -471,9 +500,12 @@ cdef inline const unsigned char* _plain_decimal(const unsigned char* q, const un
     cdef bint neg = q < end and q[0] == b'-'
     q += neg
     first = q
-    q = _digits(q, end, &mant)
+    if q < end and q[0] == b'0':           # "0" or "0.xxx": no integer digits to read
+        q += 1
+    else:
+        q = _digits(q, end, &mant)
     ndigits = q - first
-    if ndigits == 0 or (ndigits > 1 and first[0] == b'0'):
+    if ndigits == 0 or (q < end and _is_digit(q[0])):   # no digit, or a leading zero
         return NULL
     if q < end and q[0] == b'.':
         frac_start = q + 1
@@ -482,7 +514,9 @@ cdef inline const unsigned char* _plain_decimal(const unsigned char* q, const un
         if frac == 0 or frac > SCALE_LIMIT:
             return NULL
         ndigits += frac
-    if q >= end or q[0] != b'"' or ndigits > 19 or mant > <uint64_t>INT64_MAX:
+    if q >= end or ndigits > 19 or mant > <uint64_t>INT64_MAX:
+        return NULL
+    if (q[0] != b'"') if quoted else ((q[0] | 0x20) == b'e'):
         return NULL
     out.mant = <int64_t>mant
     out.dec = <int>frac
@@ -632,10 +666,82 @@ cdef int settle_decimals(Parsed* ps, int scale, bint amounts) noexcept nogil:
     return top
 
 
+cdef inline const unsigned char* _level_fast(const unsigned char* p, const unsigned char* end,
+                                            Change* ch, bint diff, int* max_price_dec,
+                                            int* max_amount_dec) noexcept nogil:
+    """A level as the exchange writes it: compact, keys "A", "P" (and "CP" in a 432) in any order,
+    quoted plain decimals, a one-digit CP. Returns the address past its '}' with ch filled, or NULL
+    for anything else (an error included); _level then reads the same bytes the general way and
+    says what is wrong. Accepts exactly a subset of what _level accepts, with the same result.
+    """
+    cdef const unsigned char* q
+    cdef uint32_t w
+    cdef int key, seen = 0, cp = 1
+    cdef unsigned int d
+    cdef Num num
+    p += 1                                  # past '{'
+    while True:
+        if end - p < 8:
+            return NULL
+        w = _load4(p)
+        if w == KEY4_A:
+            key = K_A
+            p += 4
+        elif w == KEY4_P:
+            key = K_P
+            p += 4
+        elif w == KEY4_CP and p[4] == b':' and diff:
+            key = K_CP
+            p += 5
+        else:
+            return NULL
+        if key & seen:
+            return NULL
+        seen |= key
+        if key == K_CP:
+            d = p[0] - 48
+            if not (d == 0 or d == 1 or d == 3):
+                return NULL
+            cp = d
+            p += 1
+        else:
+            if p[0] != b'"':
+                return NULL
+            q = _plain_decimal(p + 1, end, &num)
+            if q == NULL or q >= end or q[0] != b'"':
+                return NULL
+            if key == K_P:
+                ch.price = num
+            else:
+                ch.amount = num
+            p = q + 1
+        if p >= end:
+            return NULL
+        if p[0] == b',':
+            p += 1
+            continue
+        if p[0] == b'}':
+            p += 1
+            break
+        return NULL
+    if seen != (K_P | K_A | (K_CP if diff else 0)):
+        return NULL
+    if ch.price.neg or ch.price.mant == 0 or ch.amount.neg:
+        return NULL
+    ch.cp = cp
+    if ch.price.dec > max_price_dec[0]:
+        max_price_dec[0] = ch.price.dec
+    if ch.amount.dec > max_amount_dec[0]:
+        max_amount_dec[0] = ch.amount.dec
+    return p
+
+
 cdef int _levels(Parsed* ps, int side, bint diff) noexcept nogil:
     """Read the AO/BO array into ps.changes[side]."""
     cdef int rc
     cdef Py_ssize_t i = 0
+    cdef const unsigned char* q
+    cdef Change* ch
     ps.err_side = side
     _ws(ps)
     if ps.p >= ps.end:
@@ -653,13 +759,25 @@ cdef int _levels(Parsed* ps, int side, bint diff) noexcept nogil:
     while True:
         if i == ps.cap[side] and _grow_changes(ps, side) < 0:
             return _fail(ps, E_RANGE, ps.p, "memory for the frame's levels")
-        ps.err_index = i
+        ch = &ps.changes[side][i]
         _ws(ps)
-        rc = _level(ps, &ps.changes[side][i], diff)
-        if rc:
-            return rc
+        q = NULL
+        if ps.p < ps.end and ps.p[0] == b'{':
+            q = _level_fast(ps.p, ps.end, ch, diff, &ps.max_price_dec, &ps.max_amount_dec)
+        if q != NULL:
+            ch.offset = ps.p - ps.start
+            ps.p = q
+        else:
+            ps.err_index = i
+            rc = _level(ps, ch, diff)
+            if rc:
+                return rc
         i += 1
         ps.n[side] = i
+        q = ps.p
+        if q < ps.end and q[0] == b',':
+            ps.p = q + 1
+            continue
         _ws(ps)
         if ps.p >= ps.end:
             return _fail(ps, E_END, ps.p, "',' or ']' after a level")

@@ -8,6 +8,10 @@
 # are in [1, INT64_MAX], so (q - price) never overflows and (q - price) * sgn < 0 reads
 # "q is better than price" on both sides without a branch.
 
+cdef enum:
+    TOP = 8         # levels side_find scans without branching before it bisects the rest
+
+
 cdef inline Py_ssize_t side_find(const int64_t* lv, Py_ssize_t n, int64_t price, int64_t sgn,
                                  bint* found) noexcept nogil:
     """Index of price in the side, or where it would be inserted; *found says which.
@@ -16,10 +20,18 @@ cdef inline Py_ssize_t side_find(const int64_t* lv, Py_ssize_t n, int64_t price,
     taken by arithmetic, not by a jump the CPU would have to guess (levels hit by a feed are
     close to random, so a guessed branch misses half the time).
     """
-    cdef Py_ssize_t base = 0, half, length = n
+    cdef Py_ssize_t base = 0, half, length = n, j
     if n == 0 or (lv[2 * (n - 1)] - price) * sgn < 0:     # worse than the worst: append
         found[0] = False
         return n
+    if n > TOP:
+        # Most changes land near the top: count the better levels among the first TOP.
+        for j in range(TOP):
+            base += (lv[2 * j] - price) * sgn < 0
+        if base < TOP:
+            found[0] = lv[2 * base] == price
+            return base
+        length = n - TOP
     while length > 1:
         half = length >> 1
         base += half * ((lv[2 * (base + half - 1)] - price) * sgn < 0)
