@@ -142,7 +142,26 @@ def parse_json(text: str) -> Any:
     end = JSON_WHITESPACE.match(text, end).end()  # type: ignore[union-attr]
     if end != len(text):
         raise FrameError(f"invalid JSON: extra data at character {end}")
+    if _depth(value) > MAX_DEPTH:
+        raise FrameError(f"JSON nested deeper than {MAX_DEPTH} levels")
     return value
+
+
+#: rules.md: nesting deeper than this many arrays/objects (the frame's own array is 1) is an error.
+MAX_DEPTH = 256
+
+
+def _depth(value: Any) -> int:
+    """How many arrays/objects deep value nests (0 for a scalar), without recursion."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, (list, JObject)):
+            deepest = max(deepest, level)
+            children = [v for _, v in item] if isinstance(item, JObject) else item
+            stack.extend((child, level + 1) for child in children)
+    return deepest
 
 
 def frame_text(frame: Any) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from helpers import f431, levels, raw, state
-from obengine import Status
+from obengine import FrameError, Status
 
 ASKS = [("2150010", "0.5"), ("2150020", "1.25")]
 BIDS = [("2150000", "0.1"), ("2149990", "2")]
@@ -173,3 +173,17 @@ def test_missing_ao_and_bo_mean_no_levels(book: Any) -> None:
     assert book.seq == 101
     assert book.apply('[432,{"CS":102,"PS":"BTCTRY","AO":[],"BO":[]}]') == Status.APPLIED
     assert state(book)[:4] == before[:4]
+
+
+def test_nesting_up_to_256_levels_is_accepted_and_257_is_a_frame_error(book: Any) -> None:
+    """rules.md: nesting deeper than 256 arrays/objects is an error, counting the frame's own array
+    as level 1: its payload is level 2, so an unknown key holding k nested arrays reaches 2 + k."""
+
+    def nested(cs: int, k: int) -> str:
+        return f'[432,{{"CS":{cs},"PS":"BTCTRY","x":' + "[" * k + "]" * k + "}]"
+
+    assert book.apply(nested(101, 254)) == Status.APPLIED
+    before = state(book)
+    with pytest.raises(FrameError):
+        book.apply(nested(102, 255))
+    assert state(book) == before

@@ -105,7 +105,8 @@ CASES: dict[str, Case] = {
     "tab-in-a-key": Case(payload(HEAD + '"x\ty":1')),
     "control-char-in-the-pair": Case(payload('"CS":101,"PS":"BTC\x1fTRY"')),
     "deep-nesting-unclosed": Case(payload(HEAD + '"x":' + "[" * 100_000)),
-    # rules.md names no depth limit; the brief counts deep nesting as malformed
+    # rules.md: nesting deeper than 256 arrays/objects is an error (the frame's array is level 1)
+    "deep-nesting-257": Case(payload(HEAD + '"x":' + "[" * 255 + "]" * 255)),
     "deep-nesting-100000": Case(payload(HEAD + '"x":' + "[" * 100_000 + "]" * 100_000)),
     "deep-nesting-top-level": Case("[" * 100_000 + "]" * 100_000),
     # malformed JSON is an error whatever the frame's type
