@@ -166,9 +166,7 @@ cdef class Book:
     cdef int64_t _anomalies
     cdef object _ask_arr        # numpy arrays owning the levels
     cdef object _bid_arr
-    cdef int64_t* _lv[2]
-    cdef Py_ssize_t _n[2]
-    cdef Py_ssize_t _cap[2]
+    cdef Side _sides[2]         # [0] asks, [1] bids: in the memory of _ask_arr / _bid_arr
 
     def __init__(self, str pair, int price_scale, int amount_scale):
         encoded = pair.encode("utf-8")
@@ -186,10 +184,12 @@ cdef class Book:
         self._has_seq = False
         self._synced = False
         self._anomalies = 0
-        self._ask_arr = _new_side(INITIAL_LEVELS, &self._lv[0])
-        self._bid_arr = _new_side(INITIAL_LEVELS, &self._lv[1])
-        self._n[0] = self._n[1] = 0
-        self._cap[0] = self._cap[1] = INITIAL_LEVELS
+        self._ask_arr = _new_side(INITIAL_LEVELS, &self._sides[0].lv)
+        self._bid_arr = _new_side(INITIAL_LEVELS, &self._sides[1].lv)
+        for side in range(2):
+            self._sides[side].cap = INITIAL_LEVELS
+            self._sides[side].sgn = 1 if side == 0 else -1
+            side_reset(&self._sides[side], 0)
 
     def apply(self, frame):
         """Apply one websocket frame (``bytes``, ``str`` or a buffer, exactly as received).
@@ -259,8 +259,8 @@ cdef class Book:
         # 2. the rescale of what the book holds (a snapshot replaces it instead)
         if not snapshot:
             for k in range(2):          # column: 0 price, 1 amount
-                if grow[k] and (side_max(self._lv[0], self._n[0], k) > MAXMUL[grow[k]]
-                                or side_max(self._lv[1], self._n[1], k) > MAXMUL[grow[k]]):
+                if grow[k] and (side_max(&self._sides[0], k) > MAXMUL[grow[k]]
+                                or side_max(&self._sides[1], k) > MAXMUL[grow[k]]):
                     ps.err = E_RESCALE
                     ps.err_pos = 0
                     raise _frame_error(ps, self.pair, f"to {'price' if k == 0 else 'amount'} scale {new_scale[k]}")
@@ -270,21 +270,21 @@ cdef class Book:
 
         # 4. commit: nothing below can fail
         if snapshot:
-            self._n[0] = 0
-            self._n[1] = 0
+            side_reset(&self._sides[0], ps.n[0])
+            side_reset(&self._sides[1], ps.n[1])
         else:
             for k in range(2):
                 if grow[k]:
-                    side_rescale(self._lv[0], self._n[0], k, grow[k])
-                    side_rescale(self._lv[1], self._n[1], k, grow[k])
+                    side_rescale(&self._sides[0], k, grow[k])
+                    side_rescale(&self._sides[1], k, grow[k])
         self._price_scale = new_scale[0]
         self._amount_scale = new_scale[1]
-        side_apply(self._lv[0], &self._n[0], ps.changes[0], ps.n[0], 1, &self._anomalies)
-        side_apply(self._lv[1], &self._n[1], ps.changes[1], ps.n[1], -1, &self._anomalies)
+        side_apply(&self._sides[0], ps.changes[0], ps.n[0], &self._anomalies)
+        side_apply(&self._sides[1], ps.changes[1], ps.n[1], &self._anomalies)
         self._seq = ps.cs
         self._has_seq = True
         self._synced = True
-        if self._n[0] and self._n[1] and self._lv[1][0] >= self._lv[0][0]:
+        if self._sides[0].n and self._sides[1].n and side_rows(&self._sides[1])[0] >= side_rows(&self._sides[0])[0]:
             self._synced = False
             return ST_CROSSED
         return ST_APPLIED
@@ -299,14 +299,14 @@ cdef class Book:
 
     cdef int _reserve(self, Parsed* ps, int side, bint snapshot, bint price_rescale) except -1:
         """Make room on a side for every insert the frame could make, before committing."""
-        cdef Py_ssize_t base = 0 if snapshot else self._n[side]
+        cdef Side* s = &self._sides[side]
+        cdef Py_ssize_t base = 0 if snapshot else s.n
         cdef Py_ssize_t need = base + ps.n[side]
-        cdef Py_ssize_t k, rows
+        cdef Py_ssize_t k, rows, off
         cdef bint found
         cdef const Change* c
-        cdef int64_t sgn = 1 if side == 0 else -1
         cdef int64_t* data
-        if need <= self._cap[side]:
+        if need <= s.cap:
             return 0
         if not snapshot and not price_rescale:
             # Tighter bound: only changes that set an amount at a price not yet in the side
@@ -315,20 +315,22 @@ cdef class Book:
             for k in range(ps.n[side]):
                 c = &ps.changes[side][k]
                 if c.cp != 3 and c.amount.mant != 0:
-                    side_find(self._lv[side], self._n[side], c.price.mant, sgn, &found)
+                    side_find(s, c.price.mant, &found)
                     need += not found
-            if need <= self._cap[side]:
+            if need <= s.cap:
                 return 0
-        rows = max(need, self._cap[side] + self._cap[side] // 2)
+        rows = max(need, s.cap + s.cap // 2)
         rows = (rows + 15) & ~15
         arr = _new_side(rows, &data)
-        memcpy(data, self._lv[side], self._n[side] * 2 * sizeof(int64_t))
+        off = (rows - s.n) >> 1
+        memcpy(data + 2 * off, side_rows(s), s.n * 2 * sizeof(int64_t))
         if side == 0:
             self._ask_arr = arr
         else:
             self._bid_arr = arr
-        self._lv[side] = data
-        self._cap[side] = rows
+        s.lv = data
+        s.off = off
+        s.cap = rows
         return 0
 
     @property
@@ -365,43 +367,47 @@ cdef class Book:
         Valid until the next ``apply`` on this book (or its BookSet); after that its contents
         are unspecified. ``.copy()`` it to keep a state.
         """
-        return self._bid_arr[:self._n[1]]
+        return self._bid_arr[self._sides[1].off:self._sides[1].off + self._sides[1].n]
 
     @property
     def asks(self):
         """Asks, best (lowest) first; same layout and validity as ``bids``."""
-        return self._ask_arr[:self._n[0]]
+        return self._ask_arr[self._sides[0].off:self._sides[0].off + self._sides[0].n]
 
     def top(self, Py_ssize_t n=10):
         """``(bids, asks)``: views of the best n levels of each side (fewer if the side is
         shorter). Same layout and validity as ``bids``."""
         if n < 0:
             raise ValueError(f"n must be >= 0, got {n}")
-        return (self._bid_arr[:min(n, self._n[1])], self._ask_arr[:min(n, self._n[0])])
+        cdef Side* b = &self._sides[1]
+        cdef Side* a = &self._sides[0]
+        return (self._bid_arr[b.off:b.off + min(n, b.n)], self._ask_arr[a.off:a.off + min(n, a.n)])
 
     @property
     def best_bid(self):
         """``(price_units, amount_units)`` of the best bid, or None."""
-        return (self._lv[1][0], self._lv[1][1]) if self._n[1] else None
+        cdef int64_t* row = side_rows(&self._sides[1])
+        return (row[0], row[1]) if self._sides[1].n else None
 
     @property
     def best_ask(self):
         """``(price_units, amount_units)`` of the best ask, or None."""
-        return (self._lv[0][0], self._lv[0][1]) if self._n[0] else None
+        cdef int64_t* row = side_rows(&self._sides[0])
+        return (row[0], row[1]) if self._sides[0].n else None
 
     @property
     def spread(self):
         """Best ask minus best bid as an exact Decimal price, or None if a side is empty."""
-        if not (self._n[0] and self._n[1]):
+        if not (self._sides[0].n and self._sides[1].n):
             return None
-        return _Decimal(f"{self._lv[0][0] - self._lv[1][0]}E-{self._price_scale}")
+        return _Decimal(f"{side_rows(&self._sides[0])[0] - side_rows(&self._sides[1])[0]}E-{self._price_scale}")
 
     @property
     def mid(self):
         """(best bid + best ask) / 2 as an exact Decimal price, or None if a side is empty."""
-        if not (self._n[0] and self._n[1]):
+        if not (self._sides[0].n and self._sides[1].n):
             return None
-        total = <object>self._lv[0][0] + <object>self._lv[1][0]      # Python ints: no overflow
+        total = <object>side_rows(&self._sides[0])[0] + <object>side_rows(&self._sides[1])[0]   # Python ints: no overflow
         return _Decimal(f"{total * 5}E-{self._price_scale + 1}")   # exact, whatever the context
 
     def to_float(self, Py_ssize_t n=10):
@@ -426,13 +432,13 @@ cdef class Book:
 
     cdef list _side_text(self, int side):
         cdef Py_ssize_t i
-        return [(_units_text(self._lv[side][2 * i], self._price_scale),
-                 _units_text(self._lv[side][2 * i + 1], self._amount_scale))
-                for i in range(self._n[side])]
+        cdef const int64_t* lv = side_rows(&self._sides[side])
+        return [(_units_text(lv[2 * i], self._price_scale), _units_text(lv[2 * i + 1], self._amount_scale))
+                for i in range(self._sides[side].n)]
 
     def __repr__(self):
         return (f"<Book {self.pair} seq={self.seq} {'synced' if self._synced else 'not synced'} "
-                f"bids={self._n[1]} asks={self._n[0]} scales={self._price_scale}/{self._amount_scale}>")
+                f"bids={self._sides[1].n} asks={self._sides[0].n} scales={self._price_scale}/{self._amount_scale}>")
 
 
 cdef inline uint64_t _pair_hash(const unsigned char* s, Py_ssize_t n) noexcept nogil:
