@@ -21,7 +21,7 @@ This module knows nothing of sockets, clocks or files.
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t, INT64_MAX
 from libc.stdlib cimport realloc
 from libc.string cimport memcmp, memcpy, memmove
-from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.buffer cimport PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_GET_SIZE
 from cpython.unicode cimport PyUnicode_Check, PyUnicode_DecodeUTF8
 from cpython.mem cimport PyMem_Calloc, PyMem_Free
@@ -120,11 +120,14 @@ cdef inline const unsigned char* _acquire(object frame, Py_buffer* view, Py_ssiz
     return <const unsigned char*>view.buf if view.buf != NULL else <const unsigned char*>b""
 
 
-cdef object _new_side(Py_ssize_t rows, int64_t** data):
-    """A zeroed (rows, 2) int64 array, read-only to Python; *data gets its memory."""
-    arr = _numpy.zeros((rows, 2), dtype=_numpy.int64)
-    cdef int64_t[:, ::1] mv = arr
-    data[0] = &mv[0, 0]
+cdef object _new_rows(tuple shape, int64_t** data):
+    """A zeroed int64 array of the given shape, read-only to Python; *data gets its memory,
+    which the engine writes and which lives as long as the array."""
+    cdef Py_buffer view
+    arr = _numpy.zeros(shape, dtype=_numpy.int64)
+    PyObject_GetBuffer(arr, &view, PyBUF_WRITABLE)
+    data[0] = <int64_t*>view.buf
+    PyBuffer_Release(&view)
     arr.flags.writeable = False
     return arr
 
@@ -177,15 +180,20 @@ cdef class Book:
         self.pair = pair
         self._pair_bytes = encoded
         self._pair_hash = _pair_hash(encoded, len(encoded))
-        self._results = tuple((pair, status) for status in _STATUS)
+        self._results = ((pair, _STATUS[0]), (pair, _STATUS[1]), (pair, _STATUS[2]),
+                         (pair, _STATUS[3]), (pair, _STATUS[4]))
         self._price_scale = price_scale
         self._amount_scale = amount_scale
         self._seq = 0
         self._has_seq = False
         self._synced = False
         self._anomalies = 0
-        self._ask_arr = _new_side(INITIAL_LEVELS, &self._sides[0].lv)
-        self._bid_arr = _new_side(INITIAL_LEVELS, &self._sides[1].lv)
+        cdef int64_t* data
+        both = _new_rows((2, INITIAL_LEVELS, 2), &data)     # one allocation for both sides
+        self._ask_arr = both[0]
+        self._bid_arr = both[1]
+        self._sides[0].lv = data
+        self._sides[1].lv = data + 2 * INITIAL_LEVELS
         for side in range(2):
             self._sides[side].cap = INITIAL_LEVELS
             self._sides[side].sgn = 1 if side == 0 else -1
@@ -321,7 +329,7 @@ cdef class Book:
                 return 0
         rows = max(need, s.cap + s.cap // 2)
         rows = (rows + 15) & ~15
-        arr = _new_side(rows, &data)
+        arr = _new_rows((rows, 2), &data)
         off = (rows - s.n) >> 1
         memcpy(data + 2 * off, side_rows(s), s.n * 2 * sizeof(int64_t))
         if side == 0:
