@@ -17,7 +17,7 @@ GATED = ("w1-single", "w2-mixed", "w3-snapshots")
 class Result:
     workload: str
     path: str
-    kind: str  # floor | peer | obengine
+    kind: str  # floor | peer | variant | obengine
     exact: bool
     seconds: float  # per round (per call for w5b-top10-only), by the chosen statistic
     rounds: int
@@ -75,8 +75,9 @@ def obengine_of(results: dict[str, Result]) -> Result | None:
     return next((r for r in results.values() if r.kind == "obengine"), None)
 
 
-def best_peer_of(results: dict[str, Result], exact_only: bool = False) -> Result | None:
-    """The fastest peer (every path that keeps a book and is not obengine), or with
-    ``exact_only`` the fastest that keeps exact values."""
-    peers = [r for r in results.values() if r.kind == "peer" and (r.exact or not exact_only)]
+def best_peer_of(results: dict[str, Result], exact_only: bool = False, variants: bool = False) -> Result | None:
+    """The fastest peer (a tool people use, run as its users run it), or with ``exact_only`` the
+    fastest that keeps exact values; ``variants`` lets the faster-than-usual variants count too."""
+    kinds = ("peer", "variant") if variants else ("peer",)
+    peers = [r for r in results.values() if r.kind in kinds and (r.exact or not exact_only)]
     return min(peers, key=lambda r: r.seconds) if peers else None

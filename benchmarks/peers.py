@@ -9,7 +9,9 @@ path is a class with:
     True when the path keeps prices and amounts exactly (``Decimal``, fixed point); False when it
     keeps floats (see "Float paths" below).
 ``kind``
-    ``"floor"`` (parses, keeps no book), ``"peer"`` or ``"obengine"``.
+    ``"floor"`` (parses, keeps no book), ``"peer"`` (a tool people use, run the way its users run
+    it: these are what the gate compares with), ``"variant"`` (a faster way to drive a peer than
+    its users do, reported next to the peers but not gated) or ``"obengine"``.
 ``Path(scales)``
     a fresh, empty set of books; ``scales`` is ``{pair: (price_scale, amount_scale)}``.
 ``path.apply(raw)``
@@ -346,10 +348,13 @@ class OrderBookC(Path):
 class OrderBookCFloat(OrderBookC):
     """Like ``order-book`` but keyed by ``float`` price with ``float`` amounts: the fastest way to
     use that library (C comparisons of floats instead of ``Decimal`` rich comparisons). Not exact
-    (see "Float paths" in the module docstring)."""
+    (see "Float paths" in the module docstring), and not how cryptofeed, the library's main user,
+    feeds it (cryptofeed keeps ``Decimal`` prices and amounts), so it is a ``variant``: in every
+    table, not in the gate."""
 
     name = "order-book-float"
     exact = False
+    kind = "variant"
 
     def _load(self, pair: str, book: Any, payload: dict[str, Any]) -> Any:
         book = self._OrderBook()

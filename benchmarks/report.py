@@ -134,6 +134,8 @@ def report(filename: str, stat: str = DEFAULT_STAT, markdown: bool = False) -> s
                     exact += f" ({lossy}/{total} values lossy)"
             if r.kind == "floor":
                 exact = "no book"
+            elif r.kind == "variant":
+                exact += ", variant"
             x_ob = r.seconds / ob.seconds if ob else float("nan")
             if per_read:
                 table.add([r.path, _num(r.seconds * 1e9), _num(1 / r.seconds), _ratio(x_ob), exact])
@@ -148,6 +150,10 @@ def report(filename: str, stat: str = DEFAULT_STAT, markdown: bool = False) -> s
             if floor and not per_read:
                 line += f"; obengine / orjson floor: {ob.seconds / floor.seconds:.3f}"
             out.append(line)
+            fastest = best_peer_of(results, variants=True)
+            if fastest is not None and fastest is not best:
+                out.append(f"fastest variant ({fastest.path}, not gated) / obengine: "
+                           f"{fastest.seconds / ob.seconds:.1f}x")
             out.append("")
             if not per_read:
                 summary.add([workload + (" (gated)" if workload in GATED else ""), _num(ob.ns_per_frame),

@@ -45,7 +45,7 @@ STREAM = [
 ]
 
 
-@pytest.mark.parametrize("cls", [c for c in peers.PATHS if c.kind == "peer"], ids=lambda c: c.name)
+@pytest.mark.parametrize("cls", [c for c in peers.PATHS if c.kind in ("peer", "variant")], ids=lambda c: c.name)
 def test_peer_follows_obengine_frame_by_frame(cls: type[peers.Path]) -> None:
     if cls.unavailable():
         pytest.skip(cls.unavailable())
