@@ -1,7 +1,12 @@
 """Builds the one native extension, ``obengine._core``; everything else is in pyproject.toml.
 
 Environment switches (read at build time):
-  OBENGINE_DEBUG=1     bounds and initialisation checks on, -O0 -g: run the tests under it too.
+  OBENGINE_DEBUG=1     -O1 -g with AddressSanitizer and UndefinedBehaviorSanitizer: every read
+                       past a frame's end or a side's rows, and every signed overflow, stops the
+                       process with a report. The core works on raw pointers, so this, not
+                       Cython's boundscheck, is what checks it. Run the tests under it with
+                       LD_PRELOAD="$(gcc -print-file-name=libasan.so)" ASAN_OPTIONS=detect_leaks=0
+                       (CI does).
   OBENGINE_ANNOTATE=1  write Cython's HTML annotation next to the sources (shows Python
                        interaction on the hot path).
 """
@@ -29,7 +34,12 @@ directives = {
 extension = Extension(
     "obengine._core",
     ["src/obengine/_core.pyx"],
-    extra_compile_args=["-O0", "-g"] if DEBUG else ["-O3"],
+    extra_compile_args=(
+        ["-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
+        if DEBUG
+        else ["-O3"]
+    ),
+    extra_link_args=["-fsanitize=address,undefined"] if DEBUG else [],
     define_macros=[("CYTHON_TRACE", "0")],
 )
 
