@@ -349,14 +349,57 @@ cdef inline int _number(Parsed* ps, Num* out) noexcept nogil:
     return 0
 
 
-cdef uint64_t KEY8_EVENT = _load8(b'"event":')
-cdef uint64_t KEY8_CHANNEL = _load8(b'"channel')
-cdef uint64_t KEY8_TYPE = _load8(b'"type":\0')      # seven bytes: compared under a mask
+cdef inline uint32_t _load4(const unsigned char* p) noexcept nogil:
+    cdef uint32_t w
+    memcpy(&w, p, 4)
+    return w
+
+
+# The keys of book frames as they appear on the wire, read as one 32- or 64-bit load each. They
+# are compile-time constants (immediates in the code, not globals the compiler must reload).
+cdef extern from *:
+    """
+    #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    #define OB_W4(a, b, c, d) (((uint32_t)(a) << 24) | ((uint32_t)(b) << 16) | ((uint32_t)(c) << 8) | (uint32_t)(d))
+    #define OB_W8(a, b, c, d, e, f, g, h) (((uint64_t)OB_W4(a, b, c, d) << 32) | OB_W4(e, f, g, h))
+    #else
+    #define OB_W4(a, b, c, d) ((uint32_t)(a) | ((uint32_t)(b) << 8) | ((uint32_t)(c) << 16) | ((uint32_t)(d) << 24))
+    #define OB_W8(a, b, c, d, e, f, g, h) ((uint64_t)OB_W4(a, b, c, d) | ((uint64_t)OB_W4(e, f, g, h) << 32))
+    #endif
+    #define OB_KEY4_A OB_W4('"', 'A', '"', ':')
+    #define OB_KEY4_P OB_W4('"', 'P', '"', ':')
+    #define OB_KEY4_CP OB_W4('"', 'C', 'P', '"')
+    #define OB_KEY8_EVENT OB_W8('"', 'e', 'v', 'e', 'n', 't', '"', ':')
+    #define OB_KEY8_CHANNEL OB_W8('"', 'c', 'h', 'a', 'n', 'n', 'e', 'l')
+    #define OB_KEY4_TYPE OB_W4('"', 't', 'y', 'p')
+    """
+    const uint32_t KEY4_A "OB_KEY4_A"
+    const uint32_t KEY4_P "OB_KEY4_P"
+    const uint32_t KEY4_CP "OB_KEY4_CP"
+    const uint32_t KEY4_TYPE "OB_KEY4_TYPE"
+    const uint64_t KEY8_EVENT "OB_KEY8_EVENT"
+    const uint64_t KEY8_CHANNEL "OB_KEY8_CHANNEL"
 
 
 cdef inline bint _plain(unsigned char c) noexcept nogil:
     """A byte that stands for itself inside a JSON string."""
     return PLAIN_BYTE[c]
+
+
+cdef inline int _key2(const unsigned char* s) noexcept nogil:
+    if s[0] == b'C':
+        if s[1] == b'P':
+            return K_CP
+        if s[1] == b'S':
+            return K_CS
+    elif s[1] == b'O':
+        if s[0] == b'A':
+            return K_AO
+        if s[0] == b'B':
+            return K_BO
+    elif s[0] == b'P' and s[1] == b'S':
+        return K_PS
+    return K_UNKNOWN
 
 
 cdef inline int _key(Parsed* ps, int* key) noexcept nogil:
@@ -371,6 +414,10 @@ cdef inline int _key(Parsed* ps, int* key) noexcept nogil:
     if p[0] != b'"':
         return _fail(ps, E_SYNTAX, p, "a key")
     # Fast paths for the keys of book frames; anything else is read in full.
+    if ps.end - p >= 5 and _plain(p[1]) and _plain(p[2]) and p[3] == b'"' and p[4] == b':':
+        key[0] = _key2(p + 1)               # "CS": "PS": "AO": "BO": "CP":
+        ps.p = p + 5
+        return 0
     if ps.end - p >= 10:
         w = _load8(p)
         if w == KEY8_EVENT:                 # "event":
@@ -381,7 +428,7 @@ cdef inline int _key(Parsed* ps, int* key) noexcept nogil:
             key[0] = K_UNKNOWN
             ps.p = p + 10
             return 0
-        if OBENGINE_SWAR and (w & 0xFFFFFFFFFFFFFFULL) == KEY8_TYPE:   # "type": (mask: little endian)
+        if _load4(p) == KEY4_TYPE and p[4] == b'e' and p[5] == b'"' and p[6] == b':':   # "type":
             key[0] = K_UNKNOWN
             ps.p = p + 7
             return 0
@@ -408,22 +455,6 @@ cdef inline int _key(Parsed* ps, int* key) noexcept nogil:
     elif n == 5 and memcmp(s, b"event", 5) == 0:
         key[0] = K_EVENT
     return _expect(ps, b':', "':' after a key")
-
-
-cdef inline int _key2(const unsigned char* s) noexcept nogil:
-    if s[0] == b'C':
-        if s[1] == b'P':
-            return K_CP
-        if s[1] == b'S':
-            return K_CS
-    elif s[1] == b'O':
-        if s[0] == b'A':
-            return K_AO
-        if s[0] == b'B':
-            return K_BO
-    elif s[0] == b'P' and s[1] == b'S':
-        return K_PS
-    return K_UNKNOWN
 
 
 cdef inline int _key_field(int key) noexcept nogil:
@@ -470,15 +501,7 @@ cdef int _grow_changes(Parsed* ps, int side) noexcept nogil:
     return 0
 
 
-cdef inline uint32_t _load4(const unsigned char* p) noexcept nogil:
-    cdef uint32_t w
-    memcpy(&w, p, 4)
-    return w
-
 # The keys of level objects as they appear on the wire, read as one 32-bit load each.
-cdef uint32_t KEY4_A = _load4(b'"A":')
-cdef uint32_t KEY4_P = _load4(b'"P":')
-cdef uint32_t KEY4_CP = _load4(b'"CP"')
 
 
 cdef inline const unsigned char* _skip_ws(const unsigned char* p, const unsigned char* end) noexcept nogil:
