@@ -120,16 +120,50 @@ cdef inline const unsigned char* _acquire(object frame, Py_buffer* view, Py_ssiz
     return <const unsigned char*>view.buf if view.buf != NULL else <const unsigned char*>b""
 
 
-cdef object _new_rows(tuple shape, int64_t** data):
-    """A zeroed int64 array of the given shape, read-only to Python; *data gets its memory,
-    which the engine writes and which lives as long as the array."""
-    cdef Py_buffer view
-    arr = _numpy.zeros(shape, dtype=_numpy.int64)
-    PyObject_GetBuffer(arr, &view, PyBUF_WRITABLE)
-    data[0] = <int64_t*>view.buf
-    PyBuffer_Release(&view)
-    arr.flags.writeable = False
-    return arr
+@cython.final
+cdef class _Rows:
+    """The memory of one side: cap rows of (price_units, amount_units) int64, zeroed, owned here,
+    exported read-only through the buffer protocol as a (cap, 2) array. The engine writes it
+    through raw pointers; numpy views of it keep this object, and so the memory, alive."""
+    cdef int64_t* data
+    cdef Py_ssize_t shape[2]
+    cdef Py_ssize_t strides[2]
+
+    def __dealloc__(self):
+        PyMem_Free(self.data)
+
+    def __getbuffer__(self, Py_buffer* view, int flags):
+        if flags & PyBUF_WRITABLE:
+            raise BufferError("a book's levels are read-only")
+        view.buf = self.data
+        view.obj = self
+        view.len = self.shape[0] * 2 * sizeof(int64_t)
+        view.readonly = 1
+        view.itemsize = sizeof(int64_t)
+        view.format = INT64_FORMAT
+        view.ndim = 2
+        view.shape = self.shape
+        view.strides = self.strides
+        view.suboffsets = NULL
+        view.internal = NULL
+
+    def __releasebuffer__(self, Py_buffer* view):
+        pass
+
+
+cdef char* INT64_FORMAT = b"l" if sizeof(long) == 8 else b"q"
+
+
+cdef _Rows _new_rows(Py_ssize_t rows):
+    cdef _Rows r = _Rows.__new__(_Rows)
+    r.data = <int64_t*>PyMem_Calloc(rows * 2, sizeof(int64_t))
+    if r.data == NULL:
+        raise MemoryError()
+    r.shape[0] = rows
+    r.shape[1] = 2
+    r.strides[0] = 2 * sizeof(int64_t)
+    r.strides[1] = sizeof(int64_t)
+    return r
 
 
 cdef str _units_text(int64_t units, int scale):
@@ -167,9 +201,11 @@ cdef class Book:
     cdef bint _has_seq
     cdef bint _synced
     cdef int64_t _anomalies
-    cdef object _ask_arr        # numpy arrays owning the levels
-    cdef object _bid_arr
-    cdef Side _sides[2]         # [0] asks, [1] bids: in the memory of _ask_arr / _bid_arr
+    cdef _Rows _ask_rows        # the memory of each side
+    cdef _Rows _bid_rows
+    cdef object _ask_array      # numpy arrays over those rows, made on the first read
+    cdef object _bid_array
+    cdef Side _sides[2]         # [0] asks, [1] bids
 
     def __init__(self, str pair, int price_scale, int amount_scale):
         encoded = pair.encode("utf-8")
@@ -188,12 +224,10 @@ cdef class Book:
         self._has_seq = False
         self._synced = False
         self._anomalies = 0
-        cdef int64_t* data
-        both = _new_rows((2, INITIAL_LEVELS, 2), &data)     # one allocation for both sides
-        self._ask_arr = both[0]
-        self._bid_arr = both[1]
-        self._sides[0].lv = data
-        self._sides[1].lv = data + 2 * INITIAL_LEVELS
+        self._ask_rows = _new_rows(INITIAL_LEVELS)
+        self._bid_rows = _new_rows(INITIAL_LEVELS)
+        self._sides[0].lv = self._ask_rows.data
+        self._sides[1].lv = self._bid_rows.data
         for side in range(2):
             self._sides[side].cap = INITIAL_LEVELS
             self._sides[side].sgn = 1 if side == 0 else -1
@@ -329,13 +363,16 @@ cdef class Book:
                 return 0
         rows = max(need, s.cap + s.cap // 2)
         rows = (rows + 15) & ~15
-        arr = _new_rows((rows, 2), &data)
+        grown = _new_rows(rows)
+        data = grown.data
         off = (rows - s.n) >> 1
         memcpy(data + 2 * off, side_rows(s), s.n * 2 * sizeof(int64_t))
-        if side == 0:
-            self._ask_arr = arr
+        if side == 0:                   # views of the old rows keep them alive
+            self._ask_rows = grown
+            self._ask_array = None
         else:
-            self._bid_arr = arr
+            self._bid_rows = grown
+            self._bid_array = None
         s.lv = data
         s.off = off
         s.cap = rows
@@ -375,21 +412,30 @@ cdef class Book:
         Valid until the next ``apply`` on this book (or its BookSet); after that its contents
         are unspecified. ``.copy()`` it to keep a state.
         """
-        return self._bid_arr[self._sides[1].off:self._sides[1].off + self._sides[1].n]
+        return self._view(1, self._sides[1].n)
 
     @property
     def asks(self):
         """Asks, best (lowest) first; same layout and validity as ``bids``."""
-        return self._ask_arr[self._sides[0].off:self._sides[0].off + self._sides[0].n]
+        return self._view(0, self._sides[0].n)
 
     def top(self, Py_ssize_t n=10):
         """``(bids, asks)``: views of the best n levels of each side (fewer if the side is
         shorter). Same layout and validity as ``bids``."""
         if n < 0:
             raise ValueError(f"n must be >= 0, got {n}")
-        cdef Side* b = &self._sides[1]
-        cdef Side* a = &self._sides[0]
-        return (self._bid_arr[b.off:b.off + min(n, b.n)], self._ask_arr[a.off:a.off + min(n, a.n)])
+        return (self._view(1, min(n, self._sides[1].n)), self._view(0, min(n, self._sides[0].n)))
+
+    cdef inline object _view(self, int side, Py_ssize_t n):
+        """The side's best n levels as a read-only numpy view of its rows."""
+        cdef Py_ssize_t off = self._sides[side].off
+        if side == 0:
+            if self._ask_array is None:
+                self._ask_array = _numpy.asarray(self._ask_rows)
+            return self._ask_array[off:off + n]
+        if self._bid_array is None:
+            self._bid_array = _numpy.asarray(self._bid_rows)
+        return self._bid_array[off:off + n]
 
     @property
     def best_bid(self):
