@@ -52,12 +52,14 @@ cdef inline int _fail(Parsed* ps, int code, const unsigned char* at, const char*
     return code
 
 
-cdef inline void _ws(Parsed* ps) noexcept nogil:
-    cdef const unsigned char* p = ps.p
-    cdef const unsigned char* end = ps.end
+cdef inline const unsigned char* _skip_ws(const unsigned char* p, const unsigned char* end) noexcept nogil:
     while p < end and p[0] <= b' ' and (p[0] == b' ' or p[0] == b'\n' or p[0] == b'\r' or p[0] == b'\t'):
         p += 1
-    ps.p = p
+    return p
+
+
+cdef inline void _ws(Parsed* ps) noexcept nogil:
+    ps.p = _skip_ws(ps.p, ps.end)
 
 
 cdef inline int _expect(Parsed* ps, unsigned char c, const char* detail) noexcept nogil:
@@ -504,12 +506,6 @@ cdef int _grow_changes(Parsed* ps, int side) noexcept nogil:
 # The keys of level objects as they appear on the wire, read as one 32-bit load each.
 
 
-cdef inline const unsigned char* _skip_ws(const unsigned char* p, const unsigned char* end) noexcept nogil:
-    while p < end and p[0] <= b' ' and (p[0] == b' ' or p[0] == b'\n' or p[0] == b'\r' or p[0] == b'\t'):
-        p += 1
-    return p
-
-
 cdef inline const unsigned char* _plain_decimal(const unsigned char* q, const unsigned char* end,
                                                Num* out, bint quoted=True) noexcept nogil:
     """The common case of a number, "-?digits[.digits]" with no exponent, up to 19 digits in all
@@ -547,105 +543,60 @@ cdef inline const unsigned char* _plain_decimal(const unsigned char* q, const un
     return q
 
 
-cdef inline int _level(Parsed* ps, Change* ch, bint diff) noexcept nogil:
-    """Read one level object {"P":..,"A":..[,"CP":..]} into ch.
-
-    The hot loop of the parser: the cursor stays in a local (ps.p is written back only around
-    the rare calls that need it), and the usual keys are matched with one 32-bit load.
-    """
-    cdef const unsigned char* p = ps.p
-    cdef const unsigned char* end = ps.end
-    cdef const unsigned char* at = p
-    cdef const unsigned char* stop
-    cdef Num num
+cdef int _level(Parsed* ps, Change* ch, bint diff) noexcept nogil:
+    """Read one level object {"P":..,"A":..[,"CP":..]} into ch, in any layout JSON allows, and
+    say precisely what is wrong when it is not valid. Levels in the exchange's own layout are read
+    by _level_fast first; this is the general way."""
     cdef int key, rc, seen = 0
-    cdef uint32_t w
+    cdef bint more = True
+    cdef Num num
+    cdef const unsigned char* at = ps.p
     ch.offset = at - ps.start
     ch.cp = 1
-    if p >= end or p[0] != b'{':
+    if at >= ps.end or at[0] != b'{':
         ps.err_field = F_LEVEL
-        return _fail(ps, E_END if p >= end else E_TYPE, p, "a level object")
-    p = _skip_ws(p + 1, end)
-    if p < end and p[0] == b'}':
-        p += 1
-    else:
-        while True:
-            p = _skip_ws(p, end)
-            key = -1
-            if end - p >= 5:
-                w = _load4(p)
-                if w == KEY4_A:
-                    key = K_A
-                    p += 4
-                elif w == KEY4_P:
-                    key = K_P
-                    p += 4
-                elif w == KEY4_CP and p[4] == b':':
-                    key = K_CP
-                    p += 5
-            if key < 0:
-                ps.p = p
-                rc = _key(ps, &key)
-                if rc:
-                    ps.err_field = F_LEVEL
-                    return rc
-                p = ps.p
-            if key & seen:
-                ps.err_field = _key_field(key)
-                return _fail(ps, E_DUPLICATE, p, NULL)
-            p = _skip_ws(p, end)
-            if key == K_P or key == K_A or (key == K_CP and diff):
-                at = p
-                if p < end and p[0] == b'"':
-                    stop = _plain_decimal(p + 1, end, &num)
-                    if stop != NULL:
-                        rc = 0
-                    else:
-                        rc = parse_decimal(p + 1, end, &stop, &num)
-                        if stop >= end or stop[0] != b'"':
-                            rc = E_NUMBER if stop < end else E_END
-                    p = stop + 1
-                elif end - p >= 2 and _is_digit(p[0]) and not _is_digit(p[1]) and p[1] != b'.' and (p[1] | 0x20) != b'e':
-                    num.mant = p[0] - 48        # a one-digit JSON number: CP's usual form
-                    num.dec = 0
-                    num.neg = False
-                    rc = 0
-                    p += 1
-                else:
-                    rc = parse_decimal(p, end, &stop, &num)
-                    p = stop
-                if rc == 0 and key == K_CP:
-                    if not integral(&num):
-                        rc = E_NOT_INT
-                    elif num.neg or not (num.mant == 0 or num.mant == 1 or num.mant == 3):
-                        rc = E_CP
-                if rc:
-                    ps.err_field = _key_field(key)
-                    return _fail(ps, rc, at, NULL)
-                if key == K_P:
-                    ch.price = num
-                elif key == K_A:
-                    ch.amount = num
-                else:
-                    ch.cp = <int>num.mant
-                seen |= key
-            else:                       # unknown keys, and CP in a 431: skipped
-                ps.p = p
-                rc = _skip(ps, 4)       # inside frame array, payload, level array, level object
-                if rc:
-                    ps.err_field = F_LEVEL
-                    return rc
-                p = ps.p
-            p = _skip_ws(p, end)
-            if p < end and p[0] == b',':
-                p += 1
-                continue
-            if p < end and p[0] == b'}':
-                p += 1
-                break
+        return _fail(ps, E_END if at >= ps.end else E_TYPE, at, "a level object")
+    ps.p += 1
+    _ws(ps)
+    if ps.p < ps.end and ps.p[0] == b'}':
+        ps.p += 1
+        more = False
+    while more:
+        _ws(ps)
+        ps.err_field = F_LEVEL
+        rc = _key(ps, &key)
+        if rc:
+            return rc
+        if key & seen:
+            ps.err_field = _key_field(key)
+            return _fail(ps, E_DUPLICATE, ps.p, NULL)
+        _ws(ps)
+        if key == K_P or key == K_A or (key == K_CP and diff):
+            ps.err_field = _key_field(key)
+            at = ps.p
+            rc = _number(ps, &num)
+            if rc:
+                return rc
+            if key == K_P:
+                ch.price = num
+            elif key == K_A:
+                ch.amount = num
+            elif not integral(&num):
+                return _fail(ps, E_NOT_INT, at, NULL)
+            elif num.neg or not (num.mant == 0 or num.mant == 1 or num.mant == 3):
+                return _fail(ps, E_CP, at, NULL)
+            else:
+                ch.cp = <int>num.mant
+            seen |= key
+        else:                           # unknown keys, and CP in a 431: skipped
             ps.err_field = F_LEVEL
-            return _fail(ps, E_END if p >= end else E_SYNTAX, p, "',' or '}' in a level")
-    ps.p = p
+            rc = _skip(ps, 4)           # inside frame array, payload, level array, level object
+            if rc:
+                return rc
+        ps.err_field = F_LEVEL
+        rc = _value_end(ps, &more, "',' or '}' in a level")
+        if rc:
+            return rc
     at = ps.start + ch.offset
     if not (seen & K_P):
         ps.err_field = F_P
