@@ -45,6 +45,7 @@ would write it, without deliberate slowness.
 """
 from __future__ import annotations
 
+import importlib
 import json
 from decimal import Decimal
 from typing import Any, ClassVar
@@ -78,9 +79,18 @@ class Path:
     libraries: ClassVar[tuple[str, ...]] = ("orjson",)
     loads: ClassVar[Any] = staticmethod(orjson.loads)
 
+    #: the module this path needs beyond orjson; importing it tells whether the path can run here
+    module: ClassVar[str | None] = None
+
     @classmethod
     def unavailable(cls) -> str | None:
-        """Why this path cannot run here (a missing library), or None."""
+        """Why this path cannot run here (its library missing or broken), or None."""
+        if cls.module is None:
+            return None
+        try:
+            importlib.import_module(cls.module)
+        except Exception as exc:  # ImportError, or a wheel that fails as it loads
+            return f"{cls.module} cannot be imported here ({type(exc).__name__}: {exc})"
         return None
 
     @classmethod
@@ -219,14 +229,7 @@ class SortedContainers(Path):
 
     name = "sortedcontainers"
     libraries = ("orjson", "sortedcontainers")
-
-    @classmethod
-    def unavailable(cls) -> str | None:
-        try:
-            import sortedcontainers  # noqa: F401
-        except ImportError as exc:  # pragma: no cover
-            return f"sortedcontainers not installed ({exc})"
-        return None
+    module = "sortedcontainers"
 
     def __init__(self, scales: dict[str, tuple[int, int]]) -> None:
         super().__init__(scales)
@@ -286,14 +289,7 @@ class OrderBookC(Path):
 
     name = "order-book"
     libraries = ("orjson", "order-book")
-
-    @classmethod
-    def unavailable(cls) -> str | None:
-        try:
-            import order_book  # noqa: F401
-        except ImportError as exc:  # pragma: no cover
-            return f"order-book not installed ({exc})"
-        return None
+    module = "order_book"
 
     def __init__(self, scales: dict[str, tuple[int, int]]) -> None:
         super().__init__(scales)
@@ -402,14 +398,7 @@ class Ccxt(Path):
     name = "ccxt"
     libraries = ("orjson", "ccxt")
     exact = False
-
-    @classmethod
-    def unavailable(cls) -> str | None:
-        try:
-            from ccxt.async_support.base.ws.order_book import OrderBook  # noqa: F401
-        except ImportError as exc:  # pragma: no cover
-            return f"ccxt not installed ({exc})"
-        return None
+    module = "ccxt.async_support.base.ws.order_book"
 
     def __init__(self, scales: dict[str, tuple[int, int]]) -> None:
         super().__init__(scales)
@@ -462,14 +451,7 @@ class Nautilus(Path):
 
     name = "nautilus"
     libraries = ("orjson", "nautilus_trader")
-
-    @classmethod
-    def unavailable(cls) -> str | None:
-        try:
-            from nautilus_trader.model.book import OrderBook  # noqa: F401
-        except Exception as exc:  # pragma: no cover - ImportError or a broken wheel
-            return f"nautilus_trader not importable here ({type(exc).__name__}: {exc})"
-        return None
+    module = "nautilus_trader.model.book"
 
     def __init__(self, scales: dict[str, tuple[int, int]]) -> None:
         super().__init__(scales)
@@ -563,14 +545,7 @@ class Obengine(Path):
     name = "obengine"
     libraries = ("obengine", "numpy")
     kind = "obengine"
-
-    @classmethod
-    def unavailable(cls) -> str | None:
-        try:
-            import obengine._core  # noqa: F401
-        except ImportError as exc:
-            return f"obengine's native core is not built ({exc}); run pip install -e ."
-        return None
+    module = "obengine._core"
 
     def __init__(self, scales: dict[str, tuple[int, int]]) -> None:
         super().__init__(scales)
