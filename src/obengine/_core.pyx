@@ -14,7 +14,9 @@ Atomicity
 ---------
 ``apply`` parses and checks the whole frame into a scratch area first (_frame.pxi), then converts
 every value, checks any rescale and reserves room, and only then commits; the commit itself cannot
-fail. The scratch area is module-wide: the core is used under the GIL and never releases it.
+fail. The scratch area is module-wide: the core is used under the GIL and never releases it, and
+between parsing and committing it allocates no object the garbage collector tracks (a collection
+could run a finalizer, and that another thread's apply), except where it then parses again.
 
 This module knows nothing of sockets, clocks or files.
 """
@@ -572,6 +574,9 @@ cdef class BookSet:
             pair = PyUnicode_DecodeUTF8(<const char*>ps.pair, ps.pair_len, NULL)
             price_scale, amount_scale = self._scales.get(pair, (0, 0))
             book = Book(pair, price_scale, amount_scale)
+            # Making a Book may run the garbage collector, and a finalizer another thread's
+            # apply, which reuses the scratch area: read the (unchanged) frame again.
+            parse_frame(ps, buf, size)
             status = book._commit(ps)       # raises before the book is kept
             self._add(book)
             return book._results[status]

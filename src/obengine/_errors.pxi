@@ -29,7 +29,7 @@ cdef dict _MESSAGES = {
 cdef tuple _FIELDS = ("", "type", "payload", "CS", "PS", "event", "AO", "BO", "P", "A", "CP", "")
 
 
-cdef object _field_name(const Parsed* ps, int field, int side, Py_ssize_t index):
+cdef object _field_name(int field, int side, Py_ssize_t index):
     if side >= 0:
         name = f"{'AO' if side == 0 else 'BO'}[{index}]"
         if field == F_P or field == F_A or field == F_CP:
@@ -39,15 +39,23 @@ cdef object _field_name(const Parsed* ps, int field, int side, Py_ssize_t index)
 
 
 cdef object _frame_error(const Parsed* ps, str pair, str extra=None):
-    """Build the FrameError for the error recorded in ps (copied out first)."""
+    """Build the FrameError for the error recorded in ps. Everything is read from ps before the
+    first allocation (see "Atomicity" in _core.pyx: an allocation may let another apply run)."""
     cdef int code = ps.err
     cdef Py_ssize_t pos = ps.err_pos
     cdef Py_ssize_t size = ps.end - ps.start
     cdef const char* detail = ps.detail
-    field = _field_name(ps, ps.err_field, ps.err_side, ps.err_index)
-    if pair is None and ps.pair != NULL:
-        pair = (<const char*>ps.pair)[:ps.pair_len].decode("utf-8", "replace")
-    cs = ps.cs if ps.has_cs else None
+    cdef int field_id = ps.err_field, side = ps.err_side
+    cdef Py_ssize_t index = ps.err_index
+    cdef bint has_cs = ps.has_cs
+    cdef int64_t cs_value = ps.cs
+    cdef const char* pair_at = <const char*>ps.pair
+    cdef Py_ssize_t pair_len = ps.pair_len
+    cdef const char* start = <const char*>ps.start
+    near_bytes = start[pos:min(pos + 24, size)] if 0 <= pos < size else None
+    if pair is None and pair_at != NULL:
+        pair = pair_at[:pair_len].decode("utf-8", "replace")
+    field = _field_name(field_id, side, index)
     reason = _MESSAGES.get(code, "invalid frame")
     if detail != NULL and code in (E_SYNTAX, E_END, E_TYPE, E_ESCAPE, E_NOT_FRAME):
         reason += f": expected {detail.decode('ascii')}"
@@ -55,7 +63,6 @@ cdef object _frame_error(const Parsed* ps, str pair, str extra=None):
         reason += f" ({extra})"
     if field:
         reason = f"{field}: {reason}"
-    if 0 <= pos < size:
-        near = (<const char*>ps.start)[pos:min(pos + 24, size)].decode("utf-8", "replace")
-        reason += f", near {near!r}"
-    return _FrameError(reason, pair=pair, cs=cs, offset=pos)
+    if near_bytes is not None:
+        reason += f", near {near_bytes.decode('utf-8', 'replace')!r}"
+    return _FrameError(reason, pair=pair, cs=cs_value if has_cs else None, offset=pos)
