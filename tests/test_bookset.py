@@ -152,3 +152,42 @@ def test_status_values_are_status_members(bookset_class: Any) -> None:
     assert pair == "BTCTRY" and isinstance(status, Status)
     pair, status = books.apply("[991]")
     assert pair is None and isinstance(status, Status) and status == Status.IGNORED
+
+
+def test_a_collection_while_a_new_book_is_made_cannot_mix_in_another_frame() -> None:
+    """Core only (the reference has no shared scratch area). Making the Book for a new pair
+    allocates an object the garbage collector tracks; a collection then may run Python code (here a
+    gc callback, in real programs a finalizer, or another thread) that applies another frame and so
+    reuses the core's scratch area. The new book must still get exactly its own frame."""
+    import gc
+
+    from obengine import BookSet
+
+    other = BookSet()
+    other_frame = f431(7, asks=[("999", "9")], bids=[("998", "8")], pair="ETHTRY")
+    books = BookSet()
+    frame = f431(5, asks=[("2150010", "0.5")], bids=[("2150000", "2")])
+    armed: list[bool] = []
+    seen_before_commit: list[bool] = []
+
+    def apply_another_frame(phase: str, info: dict[str, int]) -> None:
+        if phase == "start" and armed:
+            armed.clear()
+            seen_before_commit.append("BTCTRY" not in books)
+            other.apply(other_frame)
+
+    threshold = gc.get_threshold()
+    gc.callbacks.append(apply_another_frame)
+    try:
+        gc.set_threshold(1)         # from here on, nearly every tracked allocation collects
+        armed.append(True)
+        result = books.apply(frame)
+        armed.clear()
+    finally:
+        gc.set_threshold(*threshold)
+        gc.callbacks.remove(apply_another_frame)
+    assert result == ("BTCTRY", Status.APPLIED)
+    assert seen_before_commit == [True], "the collection this test needs did not come while the book was made"
+    assert levels(books["BTCTRY"]) == ([(2150000, 200000000)], [(2150010, 50000000)])
+    assert list(books) == ["BTCTRY"]
+    assert levels(other["ETHTRY"]) == ([(998, 800000000)], [(999, 900000000)])
