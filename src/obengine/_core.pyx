@@ -16,7 +16,8 @@ Atomicity
 every value, checks any rescale and reserves room, and only then commits; the commit itself cannot
 fail. The scratch area is module-wide: the core is used under the GIL and never releases it, and
 between parsing and committing it allocates no object the garbage collector tracks (a collection
-could run a finalizer, and that another thread's apply), except where it then parses again.
+could run a finalizer, and that another thread's apply), except the Book for a new pair, after
+which it parses the frame again if anything else was parsed meanwhile.
 
 This module knows nothing of sockets, clocks or files.
 """
@@ -96,6 +97,7 @@ cdef enum:
 
 # The scratch area every apply parses into (see "Atomicity" above).
 cdef Parsed _PARSED
+_PARSED.parses = 0
 _PARSED.changes[0] = NULL
 _PARSED.changes[1] = NULL
 _PARSED.cap[0] = 0
@@ -565,6 +567,7 @@ cdef class BookSet:
     cdef object _apply(self, const unsigned char* buf, Py_ssize_t size):
         cdef Parsed* ps = &_PARSED
         cdef Book book
+        cdef uint64_t parses
         if parse_frame(ps, buf, size):
             raise _frame_error(ps, None)
         if ps.type != 431 and ps.type != 432:
@@ -573,10 +576,12 @@ cdef class BookSet:
         if book is None:
             pair = PyUnicode_DecodeUTF8(<const char*>ps.pair, ps.pair_len, NULL)
             price_scale, amount_scale = self._scales.get(pair, (0, 0))
+            parses = ps.parses
             book = Book(pair, price_scale, amount_scale)
-            # Making a Book may run the garbage collector, and a finalizer another thread's
-            # apply, which reuses the scratch area: read the (unchanged) frame again.
-            parse_frame(ps, buf, size)
+            if ps.parses != parses:
+                # Making the Book ran the garbage collector, and a finalizer (or another thread)
+                # applied a frame into the scratch area: read this (unchanged) frame again.
+                parse_frame(ps, buf, size)
             status = book._commit(ps)       # raises before the book is kept
             self._add(book)
             return book._results[status]

@@ -17,6 +17,7 @@ ctypedef struct Change:
     Py_ssize_t offset   # byte offset of the entry's '{'
 
 ctypedef struct Parsed:
+    uint64_t parses             # how many frames have been parsed into this area, ever
     const unsigned char* start
     const unsigned char* end
     const unsigned char* p
@@ -791,6 +792,7 @@ cdef int parse_frame(Parsed* ps, const unsigned char* buf, Py_ssize_t size) noex
     cdef Py_ssize_t ps_n = 0, ev_n = 0
     cdef const unsigned char* payload_at
     cdef const unsigned char* value_at
+    ps.parses += 1
     ps.start = buf
     ps.p = buf
     ps.end = buf + size
