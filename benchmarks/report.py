@@ -17,7 +17,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _results import DEFAULT_STAT, GATED, Result, best_peer_of, floor_of, load, obengine_of  # noqa: E402
+from _results import DEFAULT_STAT, GATED, best_peer_of, floor_of, load, obengine_of  # noqa: E402
 
 ORDER = ("w1-single", "w2-mixed", "w3-snapshots", "w4-hard", "w5-read", "w5b-top10-only")
 TITLES = {

@@ -11,7 +11,7 @@ from hypothesis import settings
 from hypothesis.database import DirectoryBasedExampleDatabase
 
 import obengine
-from helpers import PAIR
+from helpers import BASE_ASKS, BASE_BIDS, PAIR, f431
 from reference import RefBook, RefBookSet
 
 # Hypothesis keeps its example database in the repository's (git-ignored) .hypothesis/, whatever
@@ -54,3 +54,11 @@ def make_book(book_class: Any) -> Callable[..., Any]:
         return book_class(pair, price_scale, amount_scale)
 
     return make
+
+
+@pytest.fixture
+def book(make_book: Callable[..., Any]) -> Any:
+    """BTCTRY (0, 8), synced at CS 100 with the base book: two levels a side."""
+    b = make_book()
+    assert b.apply(f431(100, BASE_ASKS, BASE_BIDS)) == obengine.Status.APPLIED
+    return b

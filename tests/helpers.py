@@ -25,6 +25,16 @@ def payload(cs: Any, pair: str | None = PAIR, **fields: Any) -> dict[str, Any]:
     return out
 
 
+def _book_frame(kind: int, cs: Any, asks: list[dict[str, Any]], bids: list[dict[str, Any]], pair: str) -> str:
+    """A book frame laid out as the exchange sends it."""
+    return _dump(
+        [
+            kind,
+            {"CS": cs, "PS": pair, "AO": asks, "BO": bids, "channel": "obdiff", "event": pair, "type": kind},
+        ]
+    )
+
+
 def f431(
     cs: Any,
     asks: Iterable[Sequence[Any]] = (),
@@ -32,20 +42,7 @@ def f431(
     pair: str = PAIR,
 ) -> str:
     """A full book as the exchange sends it; levels are ``(P, A)``, values as given (str/int)."""
-    return _dump(
-        [
-            431,
-            {
-                "CS": cs,
-                "PS": pair,
-                "AO": [{"A": a, "P": p} for p, a in asks],
-                "BO": [{"A": a, "P": p} for p, a in bids],
-                "channel": "obdiff",
-                "event": pair,
-                "type": 431,
-            },
-        ]
-    )
+    return _book_frame(431, cs, [{"A": a, "P": p} for p, a in asks], [{"A": a, "P": p} for p, a in bids], pair)
 
 
 def _entry(level: Sequence[Any]) -> dict[str, Any]:
@@ -64,20 +61,12 @@ def f432(
     pair: str = PAIR,
 ) -> str:
     """A change set; entries are ``(P, A, CP)``, ``A`` None to leave it out."""
-    return _dump(
-        [
-            432,
-            {
-                "CS": cs,
-                "PS": pair,
-                "AO": [_entry(level) for level in asks],
-                "BO": [_entry(level) for level in bids],
-                "channel": "obdiff",
-                "event": pair,
-                "type": 432,
-            },
-        ]
-    )
+    return _book_frame(432, cs, [_entry(level) for level in asks], [_entry(level) for level in bids], pair)
+
+
+#: The base book most tests start from (``book`` fixture): two levels a side, as ``(P, A)``.
+BASE_ASKS = [("2150010", "0.5"), ("2150020", "1.25")]
+BASE_BIDS = [("2150000", "0.1"), ("2149990", "2")]
 
 
 def raw(frame: Any) -> str:

@@ -11,21 +11,12 @@ from typing import Any
 
 import pytest
 
-from helpers import PAIR, f431, f432, levels, raw, state
+from helpers import BASE_ASKS, BASE_BIDS, PAIR, f431, f432, levels, raw, state
 from obengine import Status
 
-BASE_ASKS = [("2150010", "0.5"), ("2150020", "1.25")]
-BASE_BIDS = [("2150000", "0.1"), ("2149990", "2")]
 ASKS_UNITS = [(2150010, 50_000_000), (2150020, 125_000_000)]
 BIDS_UNITS = [(2150000, 10_000_000), (2149990, 200_000_000)]
 
-
-@pytest.fixture
-def book(make_book: Callable[..., Any]) -> Any:
-    """BTCTRY (0, 8), synced at CS 100 with two levels a side."""
-    b = make_book()
-    assert b.apply(f431(100, BASE_ASKS, BASE_BIDS)) == Status.APPLIED
-    return b
 
 
 def test_new_book_is_empty_unsynced_with_the_given_scales(make_book: Callable[..., Any]) -> None:

@@ -5,28 +5,19 @@ Every test runs against the reference (``[ref]``) and the core (``[core]``).
 """
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from helpers import f431, levels, raw, state
+from helpers import levels, raw, state
 from obengine import FrameError, Status
 
-ASKS = [("2150010", "0.5"), ("2150020", "1.25")]
-BIDS = [("2150000", "0.1"), ("2149990", "2")]
 # the base book after the canonical change: ask 2150010 @ 0.7, new bid 2149995 @ 3
 EXPECTED = (
     [(2150000, 10_000_000), (2149995, 300_000_000), (2149990, 200_000_000)],
     [(2150010, 70_000_000), (2150020, 125_000_000)],
 )
 
-
-@pytest.fixture
-def book(make_book: Callable[..., Any]) -> Any:
-    b = make_book()
-    assert b.apply(f431(100, ASKS, BIDS)) == Status.APPLIED
-    return b
 
 
 def assert_canonical_change_applied(book: Any, frame: Any) -> None:

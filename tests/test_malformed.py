@@ -13,11 +13,9 @@ from typing import Any
 
 import pytest
 
-from helpers import f431, f432, state
+from helpers import BASE_ASKS, BASE_BIDS, f431, f432, state
 from obengine import FrameError, Status
 
-ASKS = [("2150010", "0.5"), ("2150020", "1.25")]
-BIDS = [("2150000", "0.1"), ("2149990", "2")]
 
 VALID = f432(101, [("2150010", "0.7", 0)], [("2149995", "3", 1)])
 
@@ -25,9 +23,9 @@ VALID = f432(101, [("2150010", "0.7", 0)], [("2149995", "3", 1)])
 @pytest.fixture
 def book(make_book: Callable[..., Any]) -> Any:
     b = make_book()
-    assert b.apply(f431(100, ASKS, BIDS)) == Status.APPLIED
+    assert b.apply(f431(100, BASE_ASKS, BASE_BIDS)) == Status.APPLIED
     b.apply(f432(101, [("2150099", None, 3)]))  # one anomaly, so a reset would show
-    b.apply(f431(100, ASKS, BIDS))
+    b.apply(f431(100, BASE_ASKS, BASE_BIDS))
     assert b.anomalies == 1 and b.seq == 100
     return b
 
@@ -177,7 +175,7 @@ CASES: dict[str, Case] = {
     "wrong-pair": Case(f432(101, [("2150010", "0.7", 0)], pair="ETHTRY"), "ETHTRY"),
     "wrong-pair-case": Case(f432(101, [("2150010", "0.7", 0)], pair="btctry"), "btctry"),
     "wrong-pair-from-event": Case('[432,{"CS":101,"PS":null,"event":"ETHTRY"}]', "ETHTRY"),
-    "wrong-pair-431": Case(f431(101, ASKS, BIDS, pair="ETHTRY"), "ETHTRY"),
+    "wrong-pair-431": Case(f431(101, BASE_ASKS, BASE_BIDS, pair="ETHTRY"), "ETHTRY"),
     # --- AO / BO ---------------------------------------------------------------------------
     "ao-object": Case(payload(HEAD + '"AO":{"P":"1"}'), "AO"),
     "ao-empty-object": Case(payload(HEAD + '"AO":{}'), "AO"),
@@ -336,7 +334,7 @@ def core_book() -> Any:
     import obengine
 
     b = obengine.Book("BTCTRY", 0, 8)
-    b.apply(f431(100, ASKS, BIDS))
+    b.apply(f431(100, BASE_ASKS, BASE_BIDS))
     return b
 
 

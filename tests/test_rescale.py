@@ -13,15 +13,7 @@ import pytest
 from helpers import f431, f432, levels, state
 from obengine import FrameError, Status
 
-ASKS = [("2150010", "0.5"), ("2150020", "1.25")]
-BIDS = [("2150000", "0.1"), ("2149990", "2")]
 
-
-@pytest.fixture
-def book(make_book: Callable[..., Any]) -> Any:
-    b = make_book()
-    assert b.apply(f431(100, ASKS, BIDS)) == Status.APPLIED
-    return b
 
 
 def test_a_finer_price_raises_price_scale_and_rescales_every_price(book: Any) -> None:

@@ -370,7 +370,8 @@ cdef class Book:
         grown = _new_rows(rows)
         data = grown.data
         off = (rows - s.n) >> 1
-        memcpy(data + 2 * off, side_rows(s), s.n * 2 * sizeof(int64_t))
+        if not snapshot:                # a snapshot replaces the levels: nothing to carry over
+            memcpy(data + 2 * off, side_rows(s), s.n * 2 * sizeof(int64_t))
         if side == 0:                   # views of the old rows keep them alive
             self._ask_rows = grown
             self._ask_array = None
@@ -602,7 +603,7 @@ cdef class BookSet:
         return None
 
     cdef int _add(self, Book book) except -1:
-        cdef Py_ssize_t size, i
+        cdef Py_ssize_t size
         cdef _Slot* slots
         self._books[book.pair] = book
         if 2 * len(self._books) > self._mask + 1:      # keep the index at most half full

@@ -1,9 +1,10 @@
 # Decimal text -> exact fixed point. Included by _core.pyx.
 #
-# A number is read as (mantissa, decimal places): value = mantissa * 10**-dec, with the
-# fraction's trailing zeros dropped as they are read, so "1.50" is (15, 1) and "2150000" is
-# (2150000, 0). Nothing here ever goes through a float; every multiplication by a power of ten is
-# checked against INT64_MAX first.
+# A number is read as (mantissa, decimal places as written): value = mantissa * 10**-dec, so
+# "1.50" is (150, 2) and "2150000" is (2150000, 0). The value's real decimal places (trailing
+# zeros dropped: "1.50" has one) are worked out only where they matter, by normalize(): for an
+# integer check and before a rescale. Nothing here ever goes through a float; every
+# multiplication by a power of ten is checked against INT64_MAX first.
 
 cdef enum:
     SCALE_LIMIT = 18          # 10**18 is the largest power of ten below 2**63
@@ -48,12 +49,6 @@ cdef inline uint64_t _load8(const unsigned char* p) noexcept nogil:
     cdef uint64_t w
     memcpy(&w, p, 8)
     return w
-
-
-cdef inline bint _eight_digits(uint64_t w) noexcept nogil:
-    """All eight bytes are '0'..'9': high nibble 3 before and after adding 6."""
-    return ((w & 0xF0F0F0F0F0F0F0F0ULL)
-            | (((w + 0x0606060606060606ULL) & 0xF0F0F0F0F0F0F0F0ULL) >> 4)) == 0x3333333333333333ULL
 
 
 cdef inline uint64_t _eight_value(uint64_t w) noexcept nogil:

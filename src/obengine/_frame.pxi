@@ -233,9 +233,9 @@ cdef int _string(Parsed* ps, const unsigned char** s, Py_ssize_t* n,
                     u = 0x10000 + ((u - 0xD800) << 10) + (u2 - 0xDC00)
                     p += 6
                 else:
-                    return _fail(ps, E_ESCAPE, p - 6, "no lone surrogate in a name or number")
+                    return _fail(ps, E_ESCAPE, p - 6, "no lone surrogate in a key or pair name")
             elif 0xDC00 <= u <= 0xDFFF:
-                return _fail(ps, E_ESCAPE, p - 6, "no lone surrogate in a name or number")
+                return _fail(ps, E_ESCAPE, p - 6, "no lone surrogate in a key or pair name")
             o = _put_utf8(o, u)
             continue
         if c == b'b':
@@ -504,9 +504,6 @@ cdef int _grow_changes(Parsed* ps, int side) noexcept nogil:
     return 0
 
 
-# The keys of level objects as they appear on the wire, read as one 32-bit load each.
-
-
 cdef inline const unsigned char* _plain_decimal(const unsigned char* q, const unsigned char* end,
                                                Num* out, bint quoted=True) noexcept nogil:
     """The common case of a number, "-?digits[.digits]" with no exponent, up to 19 digits in all
@@ -542,6 +539,15 @@ cdef inline const unsigned char* _plain_decimal(const unsigned char* q, const un
     out.dec = <int>frac
     out.neg = neg and mant != 0
     return q
+
+
+cdef inline void _count_decimals(const Change* ch, int* max_price_dec, int* max_amount_dec) noexcept nogil:
+    """Keep the frame's largest decimal places (as written) of prices and of amounts: the
+    commit compares them with the book's scales to see whether it must rescale."""
+    if ch.price.dec > max_price_dec[0]:
+        max_price_dec[0] = ch.price.dec
+    if ch.amount.dec > max_amount_dec[0]:
+        max_amount_dec[0] = ch.amount.dec
 
 
 cdef int _level(Parsed* ps, Change* ch, bint diff) noexcept nogil:
@@ -618,10 +624,7 @@ cdef int _level(Parsed* ps, Change* ch, bint diff) noexcept nogil:
     if ch.amount.neg:
         ps.err_field = F_A
         return _fail(ps, E_AMOUNT, at, NULL)
-    if ch.price.dec > ps.max_price_dec:
-        ps.max_price_dec = ch.price.dec
-    if ch.amount.dec > ps.max_amount_dec:
-        ps.max_amount_dec = ch.amount.dec
+    _count_decimals(ch, &ps.max_price_dec, &ps.max_amount_dec)
     return 0
 
 
@@ -682,8 +685,8 @@ cdef inline const unsigned char* _level_fast(const unsigned char* p, const unsig
         else:
             if p[0] != b'"':
                 return NULL
-            q = _plain_decimal(p + 1, end, &num)
-            if q == NULL or q >= end or q[0] != b'"':
+            q = _plain_decimal(p + 1, end, &num)     # stops at the closing quote, or NULL
+            if q == NULL:
                 return NULL
             if key == K_P:
                 ch.price = num
@@ -704,10 +707,7 @@ cdef inline const unsigned char* _level_fast(const unsigned char* p, const unsig
     if ch.price.neg or ch.price.mant == 0 or ch.amount.neg:
         return NULL
     ch.cp = cp
-    if ch.price.dec > max_price_dec[0]:
-        max_price_dec[0] = ch.price.dec
-    if ch.amount.dec > max_amount_dec[0]:
-        max_amount_dec[0] = ch.amount.dec
+    _count_decimals(ch, max_price_dec, max_amount_dec)
     return p
 
 

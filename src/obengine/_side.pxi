@@ -1,19 +1,19 @@
-# One side of a book: sorted levels, best first, in the rows of one numpy array.
-# Included by _core.pyx.
+# One side of a book: sorted levels, best first, in a block of rows (a _Rows object's memory,
+# which numpy views without copying). Included by _core.pyx.
 #
 # A level is a row of two int64 (price_units, amount_units). The side's levels are the rows
 # off .. off + n - 1 of an array of cap rows, with free rows on both ends: an insert or a delete
 # shifts whichever part of the side is shorter, and the changes of a live feed land near the top,
 # so a change moves a few rows instead of the whole side (at 100 levels, ~1.5 KB of memory traffic
 # per change saved, which matters once hundreds of books no longer fit in cache). The levels stay
-# contiguous, so numpy views them as a (k, 2) array without copying.
+# contiguous, so numpy views them as a (k, 2) array.
 #
 # sgn is +1 for asks (ascending: a lower price is better) and -1 for bids (descending). Prices
 # are in [1, INT64_MAX], so (q - price) never overflows and (q - price) * sgn < 0 reads
 # "q is better than price" on both sides without a branch.
 
 ctypedef struct Side:
-    int64_t* lv         # the rows of the side's numpy array
+    int64_t* lv         # the side's block of rows (owned by a _Rows object)
     Py_ssize_t off      # row of the best level
     Py_ssize_t n        # number of levels
     Py_ssize_t cap      # rows in the array
