@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from helpers import levels, raw, state
+from helpers import BASE_ASKS, BASE_BIDS, f431, levels, raw, state
 from obengine import FrameError, Status
 
 # the base book after the canonical change: ask 2150010 @ 0.7, new bid 2149995 @ 3
@@ -178,3 +178,55 @@ def test_nesting_up_to_256_levels_is_accepted_and_257_is_a_frame_error(book: Any
     with pytest.raises(FrameError):
         book.apply(nested(102, 255))
     assert state(book) == before
+
+
+# The exchange's layout is read by templates: the whole frame straight through, and each level
+# with unchecked loads over the frame's bytes or, within 128 bytes of its end, over a zero-padded
+# copy of its tail. Whatever they accept must come out exactly as from the general reading, which
+# takes the same frame once "{ " breaks the layout. Varying the length of "channel" (after the
+# levels) puts the last levels at every distance from the end of the frame.
+TAIL_ASKS = (
+    '{"CP":0,"A":"0.00012486","P":"2150010"},{"CP":1,"P":"2150030","A":"12.5"},'
+    '{"CP":3,"A":"1.25","P":"2150020"},{"A":"1234567890.12345678","CP":1,"P":"2150040"}'
+)
+TAIL_BIDS = (
+    '{"CP":1,"A":"99999999.99999999","P":"2149980"},{"CP":0,"A":"0.1","P":"2150000"},'
+    '{"CP":3,"A":"0","P":"2149990"}'
+)
+
+
+def exchange_frame(asks: str, bids: str, channel: str) -> str:
+    return (
+        f'[432,{{"CS":101,"PS":"BTCTRY","AO":[{asks}],"BO":[{bids}],'
+        f'"channel":"{channel}","event":"BTCTRY","type":432}}]'
+    )
+
+
+@pytest.mark.parametrize(
+    ("asks", "bids"),
+    [(TAIL_ASKS, TAIL_BIDS), (TAIL_ASKS, ""), ("", TAIL_BIDS)],
+    ids=["both-sides", "asks-last", "bids-only"],
+)
+def test_the_exchange_layout_reads_as_the_general_reading_at_every_distance_from_the_end(
+    make_book: Any, asks: str, bids: str
+) -> None:
+    def result(frame: str) -> tuple[Any, Any]:
+        """What applying frame to the base book returns (or the error's reason), and the state."""
+        b = make_book()
+        b.apply(f431(100, BASE_ASKS, BASE_BIDS))
+        try:
+            return b.apply(frame), state(b)
+        except FrameError as e:
+            return e.reason.split(", near")[0], state(b)   # the quoted text differs by the spaces
+
+    base = result('[432,{"CS":100,"PS":"BTCTRY"}]')[1]     # stale: the base book, unchanged
+    for n in range(0, 300):
+        frame = exchange_frame(asks, bids, "c" * n)
+        applied = result(frame)
+        assert applied[0] == Status.APPLIED and applied[1] != base
+        assert applied == result(frame.replace('{"', '{ "')), n
+        # the last level of each side broken: the same error, and no change
+        broken = frame.replace('"P":"2150040"', '"P":"2150040x"').replace('"P":"2149990"', '"P":"2149990x"')
+        refused = result(broken)
+        assert refused[1] == base and isinstance(refused[0], str)
+        assert refused == result(broken.replace('{"', '{ "')), n

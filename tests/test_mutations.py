@@ -2,11 +2,12 @@
 
 The hypothesis streams in test_differential.py vary the JSON freely; the frames here stay close to
 what the exchange (and the simulator) send, byte for byte, because that is the shape the core's
-fast paths are written for: a level in the exchange's compact layout is read by a template routine
-that must either accept it exactly as the general parser would, or hand it over. Each frame is
-mutated at random (a byte replaced, deleted, inserted or duplicated, a cut, a digit changed) with a
-fixed seed, and after every frame both implementations must agree on the outcome (status or
-FrameError) and on the whole state of every book.
+templates are written for: a frame in the exchange's layout is read straight through, and each
+level in its compact layout with unchecked loads; a template must either accept a frame or level
+exactly as the general parser would, or hand it over. Each frame is mutated at random (a byte
+replaced, deleted, inserted or duplicated, a cut, a digit changed) with a fixed seed, and after
+every frame both implementations must agree on the outcome (status or FrameError) and on the whole
+state of every book.
 """
 from __future__ import annotations
 

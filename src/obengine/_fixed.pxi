@@ -182,6 +182,71 @@ cdef inline const unsigned char* _digits(const unsigned char* q, const unsigned 
     return q
 
 
+
+# Padded readers: the common shapes of a number read with plain eight-byte loads and no end-of-input
+# checks. Their callers guarantee PAD readable bytes from where they start (a frame's own bytes
+# when that many remain, else a zero-padded copy of its tail): a zero byte matches nothing a
+# reader looks for, so a value cut by the end of the frame fails like any other mismatch.
+cdef enum:
+    PAD = 128       # bytes a padded reader may read, counted from where it starts (bound in _padded_level)
+
+
+cdef inline const unsigned char* _padded_digits(const unsigned char* q, uint64_t* mant) noexcept nogil:
+    """Append up to 16 digits at q to *mant (two loads); return the address after them. A digit
+    there means the run is longer: the caller's check of what follows fails on it."""
+    cdef uint64_t w = _load8(q)
+    cdef int k = _leading_digits(w)
+    if k < 8:
+        if k:
+            mant[0] = mant[0] * <uint64_t>POW10[k] + _eight_value(w << (64 - 8 * k))
+        return q + k
+    mant[0] = mant[0] * 100000000 + _eight_value(w)
+    q += 8
+    if not _is_digit(q[0]):                 # exactly eight (an amount's usual fraction)
+        return q
+    w = _load8(q)
+    k = _leading_digits(w)
+    if k:
+        mant[0] = mant[0] * <uint64_t>POW10[k] + _eight_value(w << (64 - 8 * k))
+    return q + k
+
+
+cdef inline const unsigned char* _padded_decimal(const unsigned char* q, Num* out) noexcept nogil:
+    """A number "-?digits[.digits]" at q with at most 19 digits and within int64 (what the
+    exchange writes): read it into out (decimal places as written) and return the address after
+    its last digit, or NULL for any other text (the general reader, parse_decimal, takes those).
+    Reads at most 35 bytes from q (see _padded_digits: 1 + 16 + 1 + 16, and the byte after)."""
+    cdef uint64_t mant = 0
+    cdef const unsigned char* r
+    cdef Py_ssize_t ndigits, frac
+    cdef bint neg = q[0] == b'-'
+    q += neg
+    if q[0] == b'0':                        # "0" or "0.xxx" (most amounts): no integer digits to read
+        r = q + 1
+        if _is_digit(r[0]):                 # a leading zero
+            return NULL
+    else:
+        r = _padded_digits(q, &mant)
+        if r == q:                          # no digit
+            return NULL
+    ndigits = r - q
+    if r[0] == b'.':
+        q = r + 1
+        r = _padded_digits(q, &mant)
+        frac = r - q
+        if frac == 0 or frac > SCALE_LIMIT:
+            return NULL
+        ndigits += frac
+    else:
+        frac = 0
+    if ndigits > 19 or mant > <uint64_t>INT64_MAX:
+        return NULL
+    out.mant = <int64_t>mant
+    out.dec = <int>frac
+    out.neg = neg and mant != 0
+    return r
+
+
 cdef int parse_decimal(const unsigned char* p, const unsigned char* end,
                        const unsigned char** stop, Num* out) noexcept nogil:
     """Read one JSON number (RFC 8259 grammar) starting at p.

@@ -358,8 +358,9 @@ cdef inline uint32_t _load4(const unsigned char* p) noexcept nogil:
     return w
 
 
-# The keys of book frames as they appear on the wire, read as one 32- or 64-bit load each. They
-# are compile-time constants (immediates in the code, not globals the compiler must reload).
+# Pieces of the exchange's layout as they appear on the wire (a level's keys, a book frame's
+# header), each compared with one 32- or 64-bit load. They are compile-time constants (immediates
+# in the code, not globals the compiler must reload).
 cdef extern from *:
     """
     #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
@@ -372,21 +373,16 @@ cdef extern from *:
     #define OB_KEY4_A OB_W4('"', 'A', '"', ':')
     #define OB_KEY4_P OB_W4('"', 'P', '"', ':')
     #define OB_KEY4_CP OB_W4('"', 'C', 'P', '"')
-    #define OB_KEY8_EVENT OB_W8('"', 'e', 'v', 'e', 'n', 't', '"', ':')
-    #define OB_KEY8_CHANNEL OB_W8('"', 'c', 'h', 'a', 'n', 'n', 'e', 'l')
-    #define OB_KEY4_TYPE OB_W4('"', 't', 'y', 'p')
+    #define OB_HEAD8 OB_W8('[', '4', '3', 0, ',', '{', '"', 'C')
+    #define OB_HEAD8_MASK OB_W8(0xFF, 0xFF, 0xFF, 0, 0xFF, 0xFF, 0xFF, 0xFF)
+    #define OB_HEAD4_CS OB_W4('C', 'S', '"', ':')
     """
     const uint32_t KEY4_A "OB_KEY4_A"
     const uint32_t KEY4_P "OB_KEY4_P"
     const uint32_t KEY4_CP "OB_KEY4_CP"
-    const uint32_t KEY4_TYPE "OB_KEY4_TYPE"
-    const uint64_t KEY8_EVENT "OB_KEY8_EVENT"
-    const uint64_t KEY8_CHANNEL "OB_KEY8_CHANNEL"
-
-
-cdef inline bint _plain(unsigned char c) noexcept nogil:
-    """A byte that stands for itself inside a JSON string."""
-    return PLAIN_BYTE[c]
+    const uint64_t HEAD8 "OB_HEAD8"                 # [43?,{"C   (? the last digit of the type)
+    const uint64_t HEAD8_MASK "OB_HEAD8_MASK"
+    const uint32_t HEAD4_CS "OB_HEAD4_CS"           # CS":      (from the header's 8th byte)
 
 
 cdef inline int _key2(const unsigned char* s) noexcept nogil:
@@ -407,46 +403,16 @@ cdef inline int _key2(const unsigned char* s) noexcept nogil:
 
 cdef inline int _key(Parsed* ps, int* key) noexcept nogil:
     """Read an object key at ps.p and the ':' after it; *key gets its K_ bit (K_UNKNOWN if none)."""
-    cdef const unsigned char* p = ps.p
     cdef const unsigned char* s
     cdef Py_ssize_t n
     cdef int rc
-    cdef uint64_t w
-    if p >= ps.end:
-        return _fail(ps, E_END, p, "a key")
-    if p[0] != b'"':
-        return _fail(ps, E_SYNTAX, p, "a key")
-    # Fast paths for the keys of book frames; anything else is read in full.
-    if ps.end - p >= 5 and _plain(p[1]) and _plain(p[2]) and p[3] == b'"' and p[4] == b':':
-        key[0] = _key2(p + 1)               # "CS": "PS": "AO": "BO": "CP":
-        ps.p = p + 5
-        return 0
-    if ps.end - p >= 10:
-        w = _load8(p)
-        if w == KEY8_EVENT:                 # "event":
-            key[0] = K_EVENT
-            ps.p = p + 8
-            return 0
-        if w == KEY8_CHANNEL and p[8] == b'"' and p[9] == b':':     # "channel":
-            key[0] = K_UNKNOWN
-            ps.p = p + 10
-            return 0
-        if _load4(p) == KEY4_TYPE and p[4] == b'e' and p[5] == b'"' and p[6] == b':':   # "type":
-            key[0] = K_UNKNOWN
-            ps.p = p + 7
-            return 0
-    if ps.end - p >= 3 and _plain(p[1]) and p[2] == b'"':
-        s = p + 1
-        n = 1
-        ps.p = p + 3
-    elif ps.end - p >= 4 and _plain(p[1]) and _plain(p[2]) and p[3] == b'"':
-        s = p + 1
-        n = 2
-        ps.p = p + 4
-    else:
-        rc = _string(ps, &s, &n, ps.keybuf, 20)
-        if rc:
-            return rc
+    if ps.p >= ps.end:
+        return _fail(ps, E_END, ps.p, "a key")
+    if ps.p[0] != b'"':
+        return _fail(ps, E_SYNTAX, ps.p, "a key")
+    rc = _string(ps, &s, &n, ps.keybuf, 20)
+    if rc:
+        return rc
     key[0] = K_UNKNOWN
     if n == 1:
         if s[0] == b'P':
@@ -553,7 +519,7 @@ cdef inline void _count_decimals(const Change* ch, int* max_price_dec, int* max_
 cdef int _level(Parsed* ps, Change* ch, bint diff) noexcept nogil:
     """Read one level object {"P":..,"A":..[,"CP":..]} into ch, in any layout JSON allows, and
     say precisely what is wrong when it is not valid. Levels in the exchange's own layout are read
-    by _level_fast first; this is the general way."""
+    by _padded_level first; this is the general way."""
     cdef int key, rc, seen = 0
     cdef bint more = True
     cdef Num num
@@ -644,79 +610,73 @@ cdef int settle_decimals(Parsed* ps, int scale, bint amounts) noexcept nogil:
     return top
 
 
-cdef inline const unsigned char* _level_fast(const unsigned char* p, const unsigned char* end,
-                                            Change* ch, bint diff, int* max_price_dec,
-                                            int* max_amount_dec) noexcept nogil:
-    """A level as the exchange writes it: compact, keys "A", "P" (and "CP" in a 432) in any order,
-    quoted plain decimals, a one-digit CP. Returns the address past its '}' with ch filled, or NULL
-    for anything else (an error included); _level then reads the same bytes the general way and
-    says what is wrong. Accepts exactly a subset of what _level accepts, with the same result.
+cdef inline const unsigned char* _padded_level(const unsigned char* p, Change* ch, bint diff) noexcept nogil:
+    """A level as the exchange writes it: compact, "A" and "P" as quoted plain decimals and, in a
+    432, "CP" as one digit, in any order. p is at the '{' with PAD readable bytes (see _fixed.pxi).
+    Returns the address past the '}' with ch filled, or NULL for anything else (an error
+    included): _level then reads the same bytes the general way and says what is wrong. Accepts
+    exactly a subset of what _level accepts, with the same result.
+
+    Reads at most 1 + 41 + 41 + 7 bytes: '{', two number members (key, quote, a number read by
+    _padded_decimal, quote, ','), a CP member; a key seen twice is refused before its value.
     """
-    cdef const unsigned char* q
     cdef uint32_t w
-    cdef int key, seen = 0, cp = 1
+    cdef int key, seen = 0
     cdef unsigned int d
-    cdef Num num
+    cdef Num* num
+    ch.cp = 1
     p += 1                                  # past '{'
     while True:
-        if end - p < 8:
-            return NULL
         w = _load4(p)
         if w == KEY4_A:
             key = K_A
-            p += 4
+            num = &ch.amount
         elif w == KEY4_P:
             key = K_P
-            p += 4
+            num = &ch.price
         elif w == KEY4_CP and p[4] == b':' and diff:
             key = K_CP
-            p += 5
         else:
             return NULL
         if key & seen:
             return NULL
         seen |= key
         if key == K_CP:
-            d = p[0] - 48
-            if not (d == 0 or d == 1 or d == 3):
+            d = p[5] - 48
+            if d > 3 or d == 2:
                 return NULL
-            cp = d
-            p += 1
+            ch.cp = d
+            p += 6
         else:
-            if p[0] != b'"':
+            if p[4] != b'"':
                 return NULL
-            q = _plain_decimal(p + 1, end, &num)     # stops at the closing quote, or NULL
-            if q == NULL:
+            p = _padded_decimal(p + 5, num)
+            if p == NULL or p[0] != b'"':
                 return NULL
-            if key == K_P:
-                ch.price = num
-            else:
-                ch.amount = num
-            p = q + 1
-        if p >= end:
-            return NULL
+            p += 1
         if p[0] == b',':
             p += 1
             continue
-        if p[0] == b'}':
-            p += 1
-            break
-        return NULL
+        if p[0] != b'}':
+            return NULL
+        break
     if seen != (K_P | K_A | (K_CP if diff else 0)):
         return NULL
     if ch.price.neg or ch.price.mant == 0 or ch.amount.neg:
         return NULL
-    ch.cp = cp
-    _count_decimals(ch, max_price_dec, max_amount_dec)
-    return p
+    return p + 1
 
 
 cdef int _levels(Parsed* ps, int side, bint diff) noexcept nogil:
     """Read the AO/BO array into ps.changes[side]."""
     cdef int rc
     cdef Py_ssize_t i = 0
+    cdef const unsigned char* p
     cdef const unsigned char* q
+    cdef const unsigned char* src
     cdef Change* ch
+    cdef unsigned char tail[2 * PAD]        # the last bytes of the frame, then PAD zeros
+    cdef const unsigned char* tail_from = NULL     # where in the frame tail[0] was taken from
     ps.err_side = side
     _ws(ps)
     if ps.p >= ps.end:
@@ -736,11 +696,22 @@ cdef int _levels(Parsed* ps, int side, bint diff) noexcept nogil:
             return _fail(ps, E_RANGE, ps.p, "memory for the frame's levels")
         ch = &ps.changes[side][i]
         _ws(ps)
+        p = ps.p
         q = NULL
-        if ps.p < ps.end and ps.p[0] == b'{':
-            q = _level_fast(ps.p, ps.end, ch, diff, &ps.max_price_dec, &ps.max_amount_dec)
+        if p < ps.end and p[0] == b'{':
+            src = p
+            if ps.end - p < PAD:            # near the end: read a zero-padded copy of the tail
+                if tail_from == NULL:
+                    tail_from = p
+                    memcpy(tail, p, ps.end - p)
+                    memset(tail + (ps.end - p), 0, PAD)
+                src = tail + (p - tail_from)
+            q = _padded_level(src, ch, diff)
+            if q != NULL:
+                q = p + (q - src)
         if q != NULL:
-            ch.offset = ps.p - ps.start
+            ch.offset = p - ps.start
+            _count_decimals(ch, &ps.max_price_dec, &ps.max_amount_dec)
             ps.p = q
         else:
             ps.err_index = i
@@ -781,18 +752,104 @@ cdef int _pair_value(Parsed* ps, const unsigned char** s, Py_ssize_t* n,
     return _fail(ps, E_TYPE, ps.p, "a string or null")
 
 
-cdef int parse_frame(Parsed* ps, const unsigned char* buf, Py_ssize_t size) noexcept nogil:
-    """Parse one frame into ps. On success ps.type tells what it is: 431/432 with the payload
-    read (cs, pair, changes), or any other integer for frames that are not book frames."""
-    cdef Num num
-    cdef int rc, key, seen = 0
-    cdef bint more = True, diff
+cdef inline const unsigned char* _lit(const unsigned char* p, const unsigned char* end,
+                                     const char* text, Py_ssize_t n) noexcept nogil:
+    """The address past text (n bytes) if the frame has it at p, else NULL (also for p NULL)."""
+    if p == NULL or end - p < n or memcmp(p, text, n) != 0:
+        return NULL
+    return p + n
+
+
+cdef inline const unsigned char* _plain_string(const unsigned char* p, const unsigned char* end,
+                                              const unsigned char** s, Py_ssize_t* n) noexcept nogil:
+    """A string of plain bytes at p (see PLAIN_BYTE): set (*s, *n) to its value, which is its
+    bytes, and return the address past it. NULL for anything else (also for p NULL)."""
+    cdef const unsigned char* begin
+    if p == NULL or p >= end or p[0] != b'"':
+        return NULL
+    p += 1
+    begin = p
+    if OBENGINE_SWAR:
+        while end - p >= 8 and _plain8(_load8(p)):
+            p += 8
+    while p < end and PLAIN_BYTE[p[0]]:
+        p += 1
+    if p >= end or p[0] != b'"':
+        return NULL
+    s[0] = begin
+    n[0] = p - begin
+    return p + 1
+
+
+cdef inline const unsigned char* _plain_pair(const unsigned char* p, const unsigned char* end,
+                                            const unsigned char** s, Py_ssize_t* n) noexcept nogil:
+    """PS / event in the exchange's layout: a plain string, or null (leaves *s NULL)."""
+    if p != NULL and end - p >= 4 and memcmp(p, b"null", 4) == 0:
+        return p + 4
+    return _plain_string(p, end, s, n)
+
+
+cdef int _layout_frame(Parsed* ps, bint diff) noexcept nogil:
+    """Read a book frame laid out as the exchange writes it, straight through:
+
+        [43x,{"CS":int,"PS":"pair"|null,"AO":[levels],"BO":[levels],"channel":"..","event":"pair"|null,"type":int}]
+
+    compact, plain strings, CS written as an integer. Returns 0 with ps filled exactly as the
+    general reading would fill it, or 1 for any other frame, valid or not: parse_frame then reads
+    it again the general way, which also names what is wrong. Accepts a subset of what the
+    general reading accepts, with the same result.
+    """
+    cdef const unsigned char* end = ps.end
+    cdef const unsigned char* q
     cdef const unsigned char* ps_s = NULL
     cdef const unsigned char* ev_s = NULL
-    cdef Py_ssize_t ps_n = 0, ev_n = 0
-    cdef const unsigned char* payload_at
-    cdef const unsigned char* value_at
-    ps.parses += 1
+    cdef const unsigned char* ch_s
+    cdef Py_ssize_t ps_n = 0, ev_n = 0, ch_n
+    cdef Num cs
+    # the header [43x,{"CS": was checked by the caller; the CS reader needs 35 bytes after it
+    if end - ps.start < 64:
+        return 1
+    q = _padded_decimal(ps.start + 11, &cs)
+    if q == NULL or cs.dec != 0 or q[0] != b',':
+        return 1
+    q = _plain_pair(_lit(q, end, b',"PS":', 6), end, &ps_s, &ps_n)
+    q = _lit(q, end, b',"AO":', 6)
+    if q == NULL:
+        return 1
+    ps.p = q
+    if _levels(ps, 0, diff):
+        return 1
+    q = _lit(ps.p, end, b',"BO":', 6)
+    if q == NULL:
+        return 1
+    ps.p = q
+    if _levels(ps, 1, diff):
+        return 1
+    q = _plain_string(_lit(ps.p, end, b',"channel":', 11), end, &ch_s, &ch_n)
+    q = _plain_pair(_lit(q, end, b',"event":', 9), end, &ev_s, &ev_n)
+    q = _lit(q, end, b',"type":', 8)
+    if q == NULL or q >= end or not (b'1' <= q[0] <= b'9'):
+        return 1
+    q += 1
+    while q < end and _is_digit(q[0]):
+        q += 1
+    if _lit(q, end, b'}]', 2) != end:
+        return 1
+    if ps_s == NULL:
+        ps_s = ev_s
+        ps_n = ev_n
+    if ps_s == NULL or ps_n == 0 or ps_n > MAX_PAIR:
+        return 1
+    ps.type = 432 if diff else 431
+    ps.cs = -cs.mant if cs.neg else cs.mant
+    ps.has_cs = True
+    ps.pair = ps_s
+    ps.pair_len = ps_n
+    ps.p = end
+    return 0
+
+
+cdef inline void _begin(Parsed* ps, const unsigned char* buf, Py_ssize_t size) noexcept nogil:
     ps.start = buf
     ps.p = buf
     ps.end = buf + size
@@ -809,6 +866,25 @@ cdef int parse_frame(Parsed* ps, const unsigned char* buf, Py_ssize_t size) noex
     ps.max_price_dec = 0
     ps.max_amount_dec = 0
     ps.type = 0
+
+
+cdef int parse_frame(Parsed* ps, const unsigned char* buf, Py_ssize_t size) noexcept nogil:
+    """Parse one frame into ps. On success ps.type tells what it is: 431/432 with the payload
+    read (cs, pair, changes), or any other integer for frames that are not book frames."""
+    cdef Num num
+    cdef int rc, key, seen = 0
+    cdef bint more = True, diff
+    cdef const unsigned char* ps_s = NULL
+    cdef const unsigned char* ev_s = NULL
+    cdef Py_ssize_t ps_n = 0, ev_n = 0
+    cdef const unsigned char* payload_at
+    cdef const unsigned char* value_at
+    ps.parses += 1
+    _begin(ps, buf, size)
+    if size >= 11 and (_load8(buf) & HEAD8_MASK) == HEAD8 and _load4(buf + 7) == HEAD4_CS and (buf[3] == b'1' or buf[3] == b'2'):
+        if _layout_frame(ps, buf[3] == b'2') == 0:
+            return 0
+        _begin(ps, buf, size)
 
     _ws(ps)
     if ps.p >= ps.end or ps.p[0] != b'[':
