@@ -590,7 +590,6 @@ cdef int _level(Parsed* ps, Change* ch, bint diff) noexcept nogil:
     if ch.amount.neg:
         ps.err_field = F_A
         return _fail(ps, E_AMOUNT, at, NULL)
-    _count_decimals(ch, &ps.max_price_dec, &ps.max_amount_dec)
     return 0
 
 
@@ -677,6 +676,8 @@ cdef int _levels(Parsed* ps, int side, bint diff) noexcept nogil:
     cdef Change* ch
     cdef unsigned char tail[2 * PAD]        # the last bytes of the frame, then PAD zeros
     cdef const unsigned char* tail_from = NULL     # where in the frame tail[0] was taken from
+    cdef const unsigned char* end = ps.end
+    cdef int max_price_dec = 0, max_amount_dec = 0
     ps.err_side = side
     _ws(ps)
     if ps.p >= ps.end:
@@ -691,49 +692,50 @@ cdef int _levels(Parsed* ps, int side, bint diff) noexcept nogil:
         ps.p += 1
         ps.err_side = -1
         return 0
+    p = ps.p
     while True:
         if i == ps.cap[side] and _grow_changes(ps, side) < 0:
-            return _fail(ps, E_RANGE, ps.p, "memory for the frame's levels")
+            return _fail(ps, E_RANGE, p, "memory for the frame's levels")
         ch = &ps.changes[side][i]
-        _ws(ps)
-        p = ps.p
         q = NULL
-        if p < ps.end and p[0] == b'{':
+        if p < end and p[0] == b'{':
             src = p
-            if ps.end - p < PAD:            # near the end: read a zero-padded copy of the tail
+            if end - p < PAD:               # near the end: read a zero-padded copy of the tail
                 if tail_from == NULL:
                     tail_from = p
-                    memcpy(tail, p, ps.end - p)
-                    memset(tail + (ps.end - p), 0, PAD)
+                    memcpy(tail, p, end - p)
+                    memset(tail + (end - p), 0, PAD)
                 src = tail + (p - tail_from)
             q = _padded_level(src, ch, diff)
-            if q != NULL:
-                q = p + (q - src)
         if q != NULL:
             ch.offset = p - ps.start
-            _count_decimals(ch, &ps.max_price_dec, &ps.max_amount_dec)
-            ps.p = q
+            p += q - src
         else:
+            ps.p = _skip_ws(p, end)
             ps.err_index = i
             rc = _level(ps, ch, diff)
             if rc:
                 return rc
+            p = ps.p
+        _count_decimals(ch, &max_price_dec, &max_amount_dec)
         i += 1
-        ps.n[side] = i
-        q = ps.p
-        if q < ps.end and q[0] == b',':
-            ps.p = q + 1
+        if p < end and p[0] == b',':
+            p += 1
             continue
-        _ws(ps)
-        if ps.p >= ps.end:
-            return _fail(ps, E_END, ps.p, "',' or ']' after a level")
-        if ps.p[0] == b',':
-            ps.p += 1
+        p = _skip_ws(p, end)
+        if p < end and p[0] == b',':
+            p = _skip_ws(p + 1, end)
             continue
-        if ps.p[0] == b']':
-            ps.p += 1
+        if p < end and p[0] == b']':
             break
-        return _fail(ps, E_SYNTAX, ps.p, "',' or ']' after a level")
+        ps.n[side] = i
+        return _fail(ps, E_END if p >= end else E_SYNTAX, p, "',' or ']' after a level")
+    ps.p = p + 1
+    ps.n[side] = i
+    if max_price_dec > ps.max_price_dec:
+        ps.max_price_dec = max_price_dec
+    if max_amount_dec > ps.max_amount_dec:
+        ps.max_amount_dec = max_amount_dec
     ps.err_side = -1
     ps.err_field = F_NONE
     return 0
