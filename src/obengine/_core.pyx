@@ -234,7 +234,6 @@ cdef class Book:
         self._sides[1].lv = self._bid_rows.data
         for side in range(2):
             self._sides[side].cap = INITIAL_LEVELS
-            self._sides[side].sgn = 1 if side == 0 else -1
             side_reset(&self._sides[side], 0)
 
     def apply(self, frame):
@@ -325,8 +324,8 @@ cdef class Book:
                     side_rescale(&self._sides[1], k, grow[k])
         self._price_scale = new_scale[0]
         self._amount_scale = new_scale[1]
-        side_apply(&self._sides[0], ps.changes[0], ps.n[0], &self._anomalies)
-        side_apply(&self._sides[1], ps.changes[1], ps.n[1], &self._anomalies)
+        side_apply(&self._sides[0], True, ps.changes[0], ps.n[0], &self._anomalies)
+        side_apply(&self._sides[1], False, ps.changes[1], ps.n[1], &self._anomalies)
         self._seq = ps.cs
         self._has_seq = True
         self._synced = True
@@ -361,7 +360,7 @@ cdef class Book:
             for k in range(ps.n[side]):
                 c = &ps.changes[side][k]
                 if c.cp != 3 and c.amount.mant != 0:
-                    side_find(s, c.price.mant, &found)
+                    side_find(s, side == 0, c.price.mant, &found)
                     need += not found
             if need <= s.cap:
                 return 0

@@ -8,16 +8,15 @@
 # per change saved, which matters once hundreds of books no longer fit in cache). The levels stay
 # contiguous, so numpy views them as a (k, 2) array.
 #
-# sgn is +1 for asks (ascending: a lower price is better) and -1 for bids (descending). Prices
-# are in [1, INT64_MAX], so (q - price) never overflows and (q - price) * sgn < 0 reads
-# "q is better than price" on both sides without a branch.
+# Asks are ascending (a lower price is better), bids descending. The functions that compare prices
+# take the side as a flag, which every caller passes as a constant: the compiler makes one copy per
+# side, each with a plain comparison.
 
 ctypedef struct Side:
     int64_t* lv         # the side's block of rows (owned by a _Rows object)
     Py_ssize_t off      # row of the best level
     Py_ssize_t n        # number of levels
     Py_ssize_t cap      # rows in the array
-    int64_t sgn         # +1 asks, -1 bids
 
 
 cdef inline int64_t* side_rows(const Side* s) noexcept nogil:
@@ -29,7 +28,12 @@ cdef enum:
     TOP = 8         # levels side_find scans without branching before it bisects the rest
 
 
-cdef inline Py_ssize_t side_find(const Side* s, int64_t price, bint* found) noexcept nogil:
+cdef inline bint _better(int64_t a, int64_t b, bint asks) noexcept nogil:
+    """Price a is better than price b: lower on the asks, higher on the bids."""
+    return a < b if asks else a > b
+
+
+cdef inline Py_ssize_t side_find(const Side* s, bint asks, int64_t price, bint* found) noexcept nogil:
     """Index of price in the side, or where it would be inserted; *found says which.
 
     A branch-free lower bound: the loop runs log2(n) times whatever the data, and the step is
@@ -38,24 +42,23 @@ cdef inline Py_ssize_t side_find(const Side* s, int64_t price, bint* found) noex
     """
     cdef const int64_t* lv = side_rows(s)
     cdef Py_ssize_t n = s.n
-    cdef int64_t sgn = s.sgn
     cdef Py_ssize_t base = 0, half, length = n, j
-    if n == 0 or (lv[2 * (n - 1)] - price) * sgn < 0:     # worse than the worst: append
+    if n == 0 or _better(lv[2 * (n - 1)], price, asks):     # worse than the worst: append
         found[0] = False
         return n
     if n > TOP:
         # Most changes land near the top: count the better levels among the first TOP.
         for j in range(TOP):
-            base += (lv[2 * j] - price) * sgn < 0
+            base += _better(lv[2 * j], price, asks)
         if base < TOP:
             found[0] = lv[2 * base] == price
             return base
         length = n - TOP
     while length > 1:
         half = length >> 1
-        base += half * ((lv[2 * (base + half - 1)] - price) * sgn < 0)
+        base += half * _better(lv[2 * (base + half - 1)], price, asks)
         length -= half
-    base += (lv[2 * base] - price) * sgn < 0
+    base += _better(lv[2 * base], price, asks)
     found[0] = lv[2 * base] == price
     return base
 
@@ -108,7 +111,7 @@ cdef inline void side_delete(Side* s, Py_ssize_t i) noexcept nogil:
     s.n -= 1
 
 
-cdef void side_apply(Side* s, const Change* ch, Py_ssize_t count, int64_t* anomalies) noexcept nogil:
+cdef inline void side_apply(Side* s, bint asks, const Change* ch, Py_ssize_t count, int64_t* anomalies) noexcept nogil:
     """Apply converted changes in order (see docs/rules.md, "Changes"). Never fails: the
     caller has converted every value and reserved room for every possible insert."""
     cdef Py_ssize_t k, i
@@ -116,7 +119,7 @@ cdef void side_apply(Side* s, const Change* ch, Py_ssize_t count, int64_t* anoma
     cdef const Change* c
     for k in range(count):
         c = ch + k
-        i = side_find(s, c.price.mant, &found)
+        i = side_find(s, asks, c.price.mant, &found)
         if c.cp == 3:
             if found:
                 side_delete(s, i)
