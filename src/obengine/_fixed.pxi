@@ -182,7 +182,6 @@ cdef inline const unsigned char* _digits(const unsigned char* q, const unsigned 
     return q
 
 
-
 # Padded readers: the common shapes of a number read with plain eight-byte loads and no end-of-input
 # checks. Their callers guarantee PAD readable bytes from where they start (a frame's own bytes
 # when that many remain, else a zero-padded copy of its tail): a zero byte matches nothing a

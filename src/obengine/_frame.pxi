@@ -154,6 +154,16 @@ cdef inline bint _plain8(uint64_t w) noexcept nogil:
     return (hits & highs) == 0
 
 
+cdef inline const unsigned char* _plain_run(const unsigned char* p, const unsigned char* end) noexcept nogil:
+    """The first address from p on (or end) whose byte does not stand for itself in a string."""
+    if OBENGINE_SWAR:
+        while end - p >= 8 and _plain8(_load8(p)):
+            p += 8
+    while p < end and PLAIN_BYTE[p[0]]:
+        p += 1
+    return p
+
+
 cdef int _string(Parsed* ps, const unsigned char** s, Py_ssize_t* n,
                  unsigned char* buf, Py_ssize_t cap) noexcept nogil:
     """Read the string whose opening quote is at ps.p; leave ps.p past the closing quote.
@@ -171,11 +181,7 @@ cdef int _string(Parsed* ps, const unsigned char** s, Py_ssize_t* n,
     cdef unsigned int u, u2
     cdef unsigned char* o
     while True:
-        if OBENGINE_SWAR:
-            while end - p >= 8 and _plain8(_load8(p)):
-                p += 8
-        while p < end and PLAIN_BYTE[p[0]]:
-            p += 1
+        p = _plain_run(p, end)
         if p >= end:
             return _fail(ps, E_END, p, "a closing '\"'")
         c = p[0]
@@ -326,29 +332,19 @@ cdef inline int _number(Parsed* ps, Num* out) noexcept nogil:
     """Read a number given as a JSON number or as a string holding one, verbatim (no escapes)."""
     cdef const unsigned char* at = ps.p
     cdef const unsigned char* stop
+    cdef bint quoted
     cdef int rc
     if at >= ps.end:
         return _fail(ps, E_END, at, "a number")
-    if at[0] != b'"':
-        stop = _plain_decimal(at, ps.end, out, False)
-        if stop != NULL:
-            ps.p = stop
-            return 0
-        rc = parse_decimal(at, ps.end, &stop, out)
-        if rc:
-            return _fail(ps, rc, at, NULL)
-        ps.p = stop
-        return 0
-    stop = _plain_decimal(at + 1, ps.end, out)
-    if stop != NULL:
-        ps.p = stop + 1
-        return 0
-    rc = parse_decimal(at + 1, ps.end, &stop, out)
-    if stop >= ps.end or stop[0] != b'"':
-        return _fail(ps, E_NUMBER if stop < ps.end else E_END, at, NULL)
+    quoted = at[0] == b'"'
+    rc = parse_decimal(at + quoted, ps.end, &stop, out)
+    if quoted:
+        if stop >= ps.end or stop[0] != b'"':
+            return _fail(ps, E_NUMBER if stop < ps.end else E_END, at, NULL)
+        stop += 1
     if rc:
         return _fail(ps, rc, at, NULL)
-    ps.p = stop + 1
+    ps.p = stop
     return 0
 
 
@@ -468,43 +464,6 @@ cdef int _grow_changes(Parsed* ps, int side) noexcept nogil:
     ps.changes[side] = c
     ps.cap[side] = cap
     return 0
-
-
-cdef inline const unsigned char* _plain_decimal(const unsigned char* q, const unsigned char* end,
-                                               Num* out, bint quoted=True) noexcept nogil:
-    """The common case of a number, "-?digits[.digits]" with no exponent, up to 19 digits in all
-    and within int64, followed by the closing quote (quoted) or by a character that cannot
-    continue a JSON number (not quoted): read it and return the address after its last digit.
-    For anything else return NULL and let parse_decimal read it (and name what is wrong)."""
-    cdef const unsigned char* first
-    cdef const unsigned char* frac_start
-    cdef uint64_t mant = 0
-    cdef Py_ssize_t ndigits, frac = 0
-    cdef bint neg = q < end and q[0] == b'-'
-    q += neg
-    first = q
-    if q < end and q[0] == b'0':           # "0" or "0.xxx": no integer digits to read
-        q += 1
-    else:
-        q = _digits(q, end, &mant)
-    ndigits = q - first
-    if ndigits == 0 or (q < end and _is_digit(q[0])):   # no digit, or a leading zero
-        return NULL
-    if q < end and q[0] == b'.':
-        frac_start = q + 1
-        q = _digits(frac_start, end, &mant)
-        frac = q - frac_start
-        if frac == 0 or frac > SCALE_LIMIT:
-            return NULL
-        ndigits += frac
-    if q >= end or ndigits > 19 or mant > <uint64_t>INT64_MAX:
-        return NULL
-    if (q[0] != b'"') if quoted else ((q[0] | 0x20) == b'e'):
-        return NULL
-    out.mant = <int64_t>mant
-    out.dec = <int>frac
-    out.neg = neg and mant != 0
-    return q
 
 
 cdef inline void _count_decimals(const Change* ch, int* max_price_dec, int* max_amount_dec) noexcept nogil:
@@ -769,13 +728,8 @@ cdef inline const unsigned char* _plain_string(const unsigned char* p, const uns
     cdef const unsigned char* begin
     if p == NULL or p >= end or p[0] != b'"':
         return NULL
-    p += 1
-    begin = p
-    if OBENGINE_SWAR:
-        while end - p >= 8 and _plain8(_load8(p)):
-            p += 8
-    while p < end and PLAIN_BYTE[p[0]]:
-        p += 1
+    begin = p + 1
+    p = _plain_run(begin, end)
     if p >= end or p[0] != b'"':
         return NULL
     s[0] = begin
@@ -791,7 +745,7 @@ cdef inline const unsigned char* _plain_pair(const unsigned char* p, const unsig
     return _plain_string(p, end, s, n)
 
 
-cdef int _layout_frame(Parsed* ps, bint diff) noexcept nogil:
+cdef int _layout_frame(Parsed* ps) noexcept nogil:
     """Read a book frame laid out as the exchange writes it, straight through:
 
         [43x,{"CS":int,"PS":"pair"|null,"AO":[levels],"BO":[levels],"channel":"..","event":"pair"|null,"type":int}]
@@ -808,10 +762,15 @@ cdef int _layout_frame(Parsed* ps, bint diff) noexcept nogil:
     cdef const unsigned char* ch_s
     cdef Py_ssize_t ps_n = 0, ev_n = 0, ch_n
     cdef Num cs
-    # the header [43x,{"CS": was checked by the caller; the CS reader needs 35 bytes after it
+    cdef bint diff
+    # the header [43x,{"CS": then CS, whose reader needs 35 readable bytes
     if end - ps.start < 64:
         return 1
-    q = _padded_decimal(ps.start + 11, &cs)
+    q = ps.start
+    if (_load8(q) & HEAD8_MASK) != HEAD8 or _load4(q + 7) != HEAD4_CS or not (q[3] == b'1' or q[3] == b'2'):
+        return 1
+    diff = q[3] == b'2'
+    q = _padded_decimal(q + 11, &cs)
     if q == NULL or cs.dec != 0 or q[0] != b',':
         return 1
     q = _plain_pair(_lit(q, end, b',"PS":', 6), end, &ps_s, &ps_n)
@@ -883,10 +842,9 @@ cdef int parse_frame(Parsed* ps, const unsigned char* buf, Py_ssize_t size) noex
     cdef const unsigned char* value_at
     ps.parses += 1
     _begin(ps, buf, size)
-    if size >= 11 and (_load8(buf) & HEAD8_MASK) == HEAD8 and _load4(buf + 7) == HEAD4_CS and (buf[3] == b'1' or buf[3] == b'2'):
-        if _layout_frame(ps, buf[3] == b'2') == 0:
-            return 0
-        _begin(ps, buf, size)
+    if _layout_frame(ps) == 0:           # the exchange's layout; any other frame, valid or not:
+        return 0
+    _begin(ps, buf, size)               # read the general way, which also names what is wrong
 
     _ws(ps)
     if ps.p >= ps.end or ps.p[0] != b'[':
