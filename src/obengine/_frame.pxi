@@ -145,19 +145,24 @@ for _b in range(256):
     PLAIN_BYTE[_b] = 0x20 <= _b < 0x80 and _b != 0x22 and _b != 0x5C
 
 
-cdef inline bint _plain8(uint64_t w) noexcept nogil:
-    """All eight bytes are plain ASCII inside a string: not '"', not '\\', not a control
-    character, not >= 0x80 (the usual bit tricks: a zero byte of w ^ c flags a byte equal to c)."""
+cdef inline uint64_t _not_plain8(uint64_t w) noexcept nogil:
+    """The high bit of each of the eight bytes that is not plain ASCII inside a string: '"',
+    '\\', a control character, or >= 0x80 (the usual bit tricks: a zero byte of w ^ c flags a
+    byte equal to c). A borrow can flag a byte after a flagged one, never before: the lowest
+    flag is exact."""
     cdef uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL
     cdef uint64_t quote = w ^ (ones * 0x22), slash = w ^ (ones * 0x5C)
-    cdef uint64_t hits = ((quote - ones) & ~quote) | ((slash - ones) & ~slash) | (w - ones * 0x20) | w
-    return (hits & highs) == 0
+    return (((quote - ones) & ~quote) | ((slash - ones) & ~slash) | (w - ones * 0x20) | w) & highs
 
 
 cdef inline const unsigned char* _plain_run(const unsigned char* p, const unsigned char* end) noexcept nogil:
     """The first address from p on (or end) whose byte does not stand for itself in a string."""
+    cdef uint64_t flags
     if OBENGINE_SWAR:
-        while end - p >= 8 and _plain8(_load8(p)):
+        while end - p >= 8:
+            flags = _not_plain8(_load8(p))
+            if flags:
+                return p + (__builtin_ctzll(flags) >> 3)
             p += 8
     while p < end and PLAIN_BYTE[p[0]]:
         p += 1
