@@ -351,6 +351,33 @@ def test_a_side_grows_past_the_100_level_window(make_book: Callable[..., Any]) -
     assert bids_units[0] == (999, 200_000_000) and bids_units[-1] == (1, 100_000_000)
 
 
+@pytest.mark.parametrize("n", [1, 7, 8, 9, 16, 17, 18, 40])
+def test_a_change_lands_in_its_place_wherever_that_is_in_the_side(make_book: Callable[..., Any], n: int) -> None:
+    """An update, an insert and a delete at every place a price can take in a side of n levels:
+    at each level, in each gap, before the best and past the worst. (The core finds a price by
+    counting among the first 8 levels and the last 8 and bisecting between them.)"""
+    ask_prices = [10_000 + 10 * i for i in range(n)]  # best first
+    bid_prices = [9_990 - 10 * i for i in range(n)]
+    snapshot = f431(1, [(str(p), "1") for p in ask_prices], [(str(p), "1") for p in bid_prices])
+    for side, prices, step in (("asks", ask_prices, 10), ("bids", bid_prices, -10)):
+        places = prices + [p + step // 2 for p in prices] + [prices[0] - step // 2]
+        for price in places:
+            for cp, amount in ((0, "0.3"), (1, "0.3"), (3, None)):
+                b = make_book()
+                assert b.apply(snapshot) == Status.APPLIED
+                entry = [(str(price), amount, cp)]
+                frame = f432(2, entry, []) if side == "asks" else f432(2, [], entry)
+                assert b.apply(frame) == Status.APPLIED
+                expected = dict.fromkeys(prices, 100_000_000)
+                if cp == 3:
+                    expected.pop(price, None)
+                else:
+                    expected[price] = 30_000_000
+                bids, asks = levels(b)
+                assert (asks if side == "asks" else bids) == sorted(expected.items(), reverse=side == "bids"), (
+                    side, price, cp)
+
+
 # --- frames that are not book frames ---------------------------------------------------------
 
 
