@@ -6,6 +6,7 @@ BTCTRY at scales (0, 8), synced at CS 100, best ask 2150010 @ 0.5.
 from __future__ import annotations
 
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -120,6 +121,31 @@ def test_negative_zero_and_any_zero_amount_is_zero(book: Any, spelling: str) -> 
     assert book.apply(change(amount=spelling)) == Status.APPLIED
     assert levels(book)[1] == [(2150020, 125_000_000)]  # amount 0: deleted, with an anomaly
     assert book.anomalies == 1 and book.amount_scale == 8
+
+
+def _shapes() -> list[str]:
+    """Plain decimals of every shape up to 18 digits: 1..18 integer digits ("0" among them) and
+    0..17 fraction digits, no two digits alike next to each other."""
+    out = []
+    for whole in range(1, 19):
+        for frac in range(0, 19 - whole):
+            digits = "".join(str((7 * i + 3) % 9 + 1) for i in range(whole + frac))
+            out.append(digits[:whole] + ("." + digits[whole:] if frac else ""))
+            if whole == 1 and frac:
+                out.append("0." + digits[1:])
+    return out
+
+
+def test_every_shape_of_plain_decimal_is_read_exactly(make_book: Callable[..., Any]) -> None:
+    """Each shape, as a price and as an amount in the exchange's layout (the core reads the
+    usual shapes one way and the longer ones another)."""
+    for text in _shapes():
+        for level in ((text, "1"), ("1", text)):
+            b = make_book(price_scale=0, amount_scale=0)
+            assert b.apply(f431(1, [level])) == Status.APPLIED, level
+            (price, amount), = levels(b)[1]
+            assert (Decimal(price).scaleb(-b.price_scale), Decimal(amount).scaleb(-b.amount_scale)) == (
+                Decimal(level[0]), Decimal(level[1])), level
 
 
 def test_int64_max_price_fits_at_scale_0(make_book: Callable[..., Any]) -> None:

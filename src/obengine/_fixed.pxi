@@ -211,16 +211,54 @@ cdef inline const unsigned char* _padded_digits(const unsigned char* q, uint64_t
 
 
 cdef inline const unsigned char* _padded_decimal(const unsigned char* q, Num* out) noexcept nogil:
-    """A number "-?digits[.digits]" at q with at most 19 digits and within int64 (what the
-    exchange writes): read it into out (decimal places as written) and return the address after
-    its last digit, or NULL for any other text (the general reader, parse_decimal, takes those).
-    Reads at most 35 bytes from q (see _padded_digits: 1 + 16 + 1 + 16, and the byte after)."""
+    """A number "digits[.digits]" at q (no sign: a '-' is not taken) with at most 19 digits and
+    within int64, as the exchange writes prices and amounts: read it into out (decimal places as
+    written) and return the address after its last digit, or NULL for any other text (the general
+    reader, parse_decimal, takes those).
+
+    The usual numbers, up to 7 integer and 8 fraction digits, take two loads made at once: the
+    fraction is cut out of the loaded bytes rather than loaded again from where the integer part
+    ends, and at most 15 digits need no overflow check. Longer ones go to _padded_decimal_long.
+    Reads at most 34 bytes from q.
+    """
+    cdef uint64_t a = _load8(q), b = _load8(q + 8), f, mant = 0
+    cdef int k, kf
+    if q[0] == b'0':                        # "0" or "0.xxx" (most amounts): no integer digits to read
+        k = 1
+        if _is_digit(q[1]):                 # a leading zero
+            return NULL
+    else:
+        k = _leading_digits(a)
+        if k == 0 or k == 8:                # no digit, or a long integer part
+            return _padded_decimal_long(q, out)
+        mant = _eight_value(a << (64 - 8 * k))
+    out.neg = False
+    if ((a >> (8 * k)) & 0xFF) != b'.':     # byte k (k <= 7): an integer
+        out.mant = <int64_t>mant
+        out.dec = 0
+        return q + k
+    f = ((a >> (8 * k)) >> 8) | (b << (56 - 8 * k))    # the eight bytes after the '.'
+    kf = _leading_digits(f)
+    if kf == 8:                             # eight fraction digits (an amount's usual)
+        if _is_digit(q[k + 9]):
+            return _padded_decimal_long(q, out)
+        mant = mant * 100000000 + _eight_value(f)
+    elif kf:
+        mant = mant * <uint64_t>POW10[kf] + _eight_value(f << (64 - 8 * kf))
+    else:                                   # "1." is not a number
+        return NULL
+    out.mant = <int64_t>mant
+    out.dec = kf
+    return q + k + 1 + kf
+
+
+cdef const unsigned char* _padded_decimal_long(const unsigned char* q, Num* out) noexcept nogil:
+    """_padded_decimal for any number it takes (up to 19 digits), one run of digits after the
+    other. Reads at most 34 bytes from q (see _padded_digits: 16 + 1 + 16, and the byte after)."""
     cdef uint64_t mant = 0
     cdef const unsigned char* r
     cdef Py_ssize_t ndigits, frac
-    cdef bint neg = q[0] == b'-'
-    q += neg
-    if q[0] == b'0':                        # "0" or "0.xxx" (most amounts): no integer digits to read
+    if q[0] == b'0':
         r = q + 1
         if _is_digit(r[0]):                 # a leading zero
             return NULL
@@ -242,7 +280,7 @@ cdef inline const unsigned char* _padded_decimal(const unsigned char* q, Num* ou
         return NULL
     out.mant = <int64_t>mant
     out.dec = <int>frac
-    out.neg = neg and mant != 0
+    out.neg = False
     return r
 
 

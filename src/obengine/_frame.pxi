@@ -574,7 +574,7 @@ cdef int settle_decimals(Parsed* ps, int scale, bint amounts) noexcept nogil:
 
 
 cdef inline const unsigned char* _padded_level(const unsigned char* p, Change* ch, bint diff) noexcept nogil:
-    """A level as the exchange writes it: compact, "A" and "P" as quoted plain decimals and, in a
+    """A level as the exchange writes it: compact, "A" and "P" as quoted unsigned decimals and, in a
     432, "CP" as one digit, in any order. p is at the '{' with PAD readable bytes (see _fixed.pxi).
     Returns the address past the '}' with ch filled, or NULL for anything else (an error
     included): _level then reads the same bytes the general way and says what is wrong. Accepts
@@ -625,7 +625,7 @@ cdef inline const unsigned char* _padded_level(const unsigned char* p, Change* c
         break
     if seen != (K_P | K_A | (K_CP if diff else 0)):
         return NULL
-    if ch.price.neg or ch.price.mant == 0 or ch.amount.neg:
+    if ch.price.mant == 0:
         return NULL
     return p + 1
 
@@ -767,7 +767,7 @@ cdef int _layout_frame(Parsed* ps) noexcept nogil:
     cdef const unsigned char* ch_s
     cdef Py_ssize_t ps_n = 0, ev_n = 0, ch_n
     cdef Num cs
-    cdef bint diff
+    cdef bint diff, cs_neg
     # the header [43x,{"CS": then CS, whose reader needs 35 readable bytes
     if end - ps.start < 64:
         return 1
@@ -775,7 +775,8 @@ cdef int _layout_frame(Parsed* ps) noexcept nogil:
     if (_load8(q) & HEAD8_MASK) != HEAD8 or _load4(q + 7) != HEAD4_CS or not (q[3] == b'1' or q[3] == b'2'):
         return 1
     diff = q[3] == b'2'
-    q = _padded_decimal(q + 11, &cs)
+    cs_neg = q[11] == b'-'
+    q = _padded_decimal(q + 11 + cs_neg, &cs)
     if q == NULL or cs.dec != 0 or q[0] != b',':
         return 1
     q = _plain_pair(_lit(q, end, b',"PS":', 6), end, &ps_s, &ps_n)
@@ -807,7 +808,7 @@ cdef int _layout_frame(Parsed* ps) noexcept nogil:
     if ps_s == NULL or ps_n == 0 or ps_n > MAX_PAIR:
         return 1
     ps.type = 432 if diff else 431
-    ps.cs = -cs.mant if cs.neg else cs.mant
+    ps.cs = -cs.mant if cs_neg else cs.mant
     ps.has_cs = True
     ps.pair = ps_s
     ps.pair_len = ps_n
