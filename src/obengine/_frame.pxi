@@ -641,6 +641,8 @@ cdef int _levels(Parsed* ps, int side, bint diff) noexcept nogil:
     cdef unsigned char tail[2 * PAD]        # the last bytes of the frame, then PAD zeros
     cdef const unsigned char* tail_from = NULL     # where in the frame tail[0] was taken from
     cdef const unsigned char* end = ps.end
+    cdef const unsigned char* start = ps.start
+    cdef Py_ssize_t room
     cdef int max_price_dec = 0, max_amount_dec = 0
     ps.err_side = side
     _ws(ps)
@@ -657,10 +659,16 @@ cdef int _levels(Parsed* ps, int side, bint diff) noexcept nogil:
         ps.err_side = -1
         return 0
     p = ps.p
+    # The scratch area's fields in locals: the compiler cannot keep them in registers itself, as
+    # every store into a Change might, for all it knows, change them.
+    ch = ps.changes[side]
+    room = ps.cap[side]
     while True:
-        if i == ps.cap[side] and _grow_changes(ps, side) < 0:
-            return _fail(ps, E_RANGE, p, "memory for the frame's levels")
-        ch = &ps.changes[side][i]
+        if i == room:
+            if _grow_changes(ps, side) < 0:
+                return _fail(ps, E_RANGE, p, "memory for the frame's levels")
+            ch = ps.changes[side] + i
+            room = ps.cap[side]
         q = NULL
         if p < end and p[0] == b'{':
             src = p
@@ -672,7 +680,7 @@ cdef int _levels(Parsed* ps, int side, bint diff) noexcept nogil:
                 src = tail + (p - tail_from)
             q = _padded_level(src, ch, diff)
         if q != NULL:
-            ch.offset = p - ps.start
+            ch.offset = p - start
             p += q - src
         else:
             ps.p = _skip_ws(p, end)
@@ -683,6 +691,7 @@ cdef int _levels(Parsed* ps, int side, bint diff) noexcept nogil:
             p = ps.p
         _count_decimals(ch, &max_price_dec, &max_amount_dec)
         i += 1
+        ch += 1
         if p < end and p[0] == b',':
             p += 1
             continue
