@@ -274,6 +274,7 @@ cdef class Book:
         cdef int new_scale[2]
         cdef int grow[2]
         cdef Change* c
+        cdef Change* changes
         cdef bint snapshot = ps.type == 431
         if not snapshot:
             if not self._synced:
@@ -295,8 +296,9 @@ cdef class Book:
 
         # 1. every value of the frame in units at the new scales
         for side in range(2):
+            changes = ps.changes[side]      # a local: the stores below might alias ps, for all C knows
             for k in range(ps.n[side]):
-                c = &ps.changes[side][k]
+                c = changes + k
                 if not to_units(&c.price, new_scale[0], &c.price.mant):
                     self._convert_error(ps, side, k, F_P, new_scale[0])
                 if not to_units(&c.amount, new_scale[1], &c.amount.mant):
@@ -309,9 +311,10 @@ cdef class Book:
                     ps.err = E_RESCALE
                     ps.err_pos = 0
                     raise _frame_error(ps, self.pair, f"to {'price' if k == 0 else 'amount'} scale {new_scale[k]}")
-        # 3. room for every level the frame may insert
+        # 3. room for every level the frame may insert (the test inline: a call costs more)
         for side in range(2):
-            self._reserve(ps, side, snapshot, grow[0] != 0)
+            if ps.n[side] + (0 if snapshot else self._sides[side].n) > self._sides[side].cap:
+                self._reserve(ps, side, snapshot, grow[0] != 0)
 
         # 4. commit: nothing below can fail
         if snapshot:
@@ -343,7 +346,8 @@ cdef class Book:
         raise _frame_error(ps, self.pair, f"{'price' if field == F_P else 'amount'} scale {scale}")
 
     cdef int _reserve(self, Parsed* ps, int side, bint snapshot, bint price_rescale) except -1:
-        """Make room on a side for every insert the frame could make, before committing."""
+        """Make room on a side for every insert the frame could make, before committing (called
+        when the side has fewer free rows than the frame has changes for it)."""
         cdef Side* s = &self._sides[side]
         cdef Py_ssize_t base = 0 if snapshot else s.n
         cdef Py_ssize_t need = base + ps.n[side]
