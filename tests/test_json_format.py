@@ -5,6 +5,7 @@ Every test runs against the reference (``[ref]``) and the core (``[core]``).
 """
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -230,3 +231,25 @@ def test_the_exchange_layout_reads_as_the_general_reading_at_every_distance_from
         refused = result(broken)
         assert refused[1] == base and isinstance(refused[0], str)
         assert refused == result(broken.replace('{"', '{ "')), n
+
+
+@pytest.mark.parametrize(
+    "cs",
+    ["0", "-0", "7", "-7", "-2147483648", "1234567890123456", "-1234567890123456",
+     "12345678901234567", "9223372036854775807", "01", "-01", "-", "--1", "1.5", "1e3", "+1", '"1"'],
+)
+def test_the_layout_reads_cs_as_the_general_reading(make_book: Any, cs: str) -> None:
+    """CS, the one signed integer of the exchange's layout, read by the frame template (up to 16
+    digits) or, past that and for anything else, by the general reader: the same result."""
+    def result(frame: str) -> tuple[Any, Any]:
+        b = make_book()
+        try:
+            return b.apply(frame), state(b)
+        except FrameError as e:     # the error's place moves with the space: compare the rest
+            return re.sub(r"\d+", "#", e.reason.split(", near")[0]), state(b)
+
+    frame = (
+        f'[431,{{"CS":{cs},"PS":"BTCTRY","AO":[{{"A":"0.5","P":"2150010"}}],"BO":[{{"A":"1","P":"2150000"}}],'
+        '"channel":"obdiff","event":"BTCTRY","type":431}]'
+    )
+    assert result(frame) == result(frame.replace('{"', '{ "'))
