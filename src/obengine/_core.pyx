@@ -47,6 +47,7 @@ include "_codes.pxi"
 include "_fixed.pxi"
 include "_frame.pxi"
 include "_side.pxi"
+include "_index.pxi"
 include "_errors.pxi"
 
 #: Largest scale (decimal places) a book can have: 10**18 is the largest power of ten in int64.
@@ -206,7 +207,6 @@ cdef class Book:
     cdef int64_t _anomalies
     cdef PyObject* _result[5]   # _results[status], borrowed: what BookSet.apply returns
     cdef bytes _pair_bytes
-    cdef uint64_t _pair_hash
     cdef tuple _results         # (pair, Status) per status, prebuilt
     cdef readonly str pair
     cdef _Rows _ask_rows        # the memory of each side
@@ -223,7 +223,6 @@ cdef class Book:
         _check_scale(amount_scale, "amount_scale")
         self.pair = pair
         self._pair_bytes = encoded
-        self._pair_hash = _pair_hash(encoded, len(encoded))
         self._results = ((pair, _STATUS[0]), (pair, _STATUS[1]), (pair, _STATUS[2]),
                          (pair, _STATUS[3]), (pair, _STATUS[4]))
         for k in range(5):
@@ -261,7 +260,7 @@ cdef class Book:
 
     cdef object _apply(self, const unsigned char* buf, Py_ssize_t size):
         cdef Parsed* ps = &_PARSED
-        if parse_frame(ps, buf, size):
+        if parse_frame(ps, buf, size, NULL):
             raise _frame_error(ps, self.pair)
         if ps.type != 431 and ps.type != 432:
             return _IGNORED
@@ -509,22 +508,6 @@ cdef class Book:
                 f"bids={self._sides[1].n} asks={self._sides[0].n} scales={self._price_scale}/{self._amount_scale}>")
 
 
-cdef inline uint64_t _pair_hash(const unsigned char* s, Py_ssize_t n) noexcept nogil:
-    """FNV-1a of a pair name."""
-    cdef uint64_t h = 14695981039346656037ULL
-    cdef Py_ssize_t i
-    for i in range(n):
-        h = (h ^ s[i]) * 1099511628211ULL
-    return h
-
-
-ctypedef struct _Slot:
-    uint64_t hash
-    PyObject* book          # borrowed: BookSet._books holds the reference
-    const char* name        # the book's pair name (the buffer of its bytes), compared without
-    Py_ssize_t name_len     # going through the book
-
-
 @cython.final
 cdef class BookSet:
     """Books for many pairs, fed from one socket: ``apply`` routes each frame by its pair.
@@ -536,15 +519,14 @@ cdef class BookSet:
     """
     cdef dict _books
     cdef dict _scales
-    cdef _Slot* _slots      # open-addressing index of _books by the pair's UTF-8 bytes:
-    cdef Py_ssize_t _mask   # routing a frame creates no Python object
+    cdef PairIndex _index   # _books by the pair's UTF-8 bytes (_index.pxi): routing makes no object
 
     def __cinit__(self):
-        self._slots = NULL
-        self._mask = -1
+        self._index.slots = NULL
+        self._index.mask = -1
 
     def __dealloc__(self):
-        PyMem_Free(self._slots)
+        PyMem_Free(self._index.slots)
 
     def __init__(self, scales=None):
         self._books = {}
@@ -580,67 +562,43 @@ cdef class BookSet:
         cdef Parsed* ps = &_PARSED
         cdef Book book
         cdef uint64_t parses
-        if parse_frame(ps, buf, size):
+        cdef const PairSlot* slot
+        if parse_frame(ps, buf, size, &self._index):
             raise _frame_error(ps, None)
         if ps.type != 431 and ps.type != 432:
             return _NOT_A_BOOK_FRAME
-        book = self._find(ps.pair, ps.pair_len)
-        if book is None:
-            pair = PyUnicode_DecodeUTF8(<const char*>ps.pair, ps.pair_len, NULL)
-            price_scale, amount_scale = self._scales.get(pair, (0, 0))
-            parses = ps.parses
-            book = Book(pair, price_scale, amount_scale)
-            if ps.parses != parses:
-                # Making the Book ran the garbage collector, and a finalizer (or another thread)
-                # applied a frame into the scratch area: read this (unchanged) frame again.
-                parse_frame(ps, buf, size)
-            status = book._commit(ps)       # raises before the book is kept
-            self._add(book)
-            return <object>book._result[status]
-        return <object>book._result[book._commit(ps)]
-
-    cdef inline Book _find(self, const unsigned char* pair, Py_ssize_t n):
-        cdef uint64_t h = _pair_hash(pair, n)
-        cdef Py_ssize_t i = <Py_ssize_t>(h & <uint64_t>self._mask)
-        cdef Book book
-        if self._slots == NULL:
-            return None
-        while self._slots[i].book != NULL:
-            if (self._slots[i].hash == h and self._slots[i].name_len == n
-                    and memcmp(self._slots[i].name, pair, n) == 0):
-                return <Book>self._slots[i].book
-            i = (i + 1) & self._mask
-        return None
+        if ps.book != NULL:             # the reader looked the pair up as soon as it had read it
+            book = <Book>ps.book
+            return <object>book._result[book._commit(ps)]
+        slot = index_find(&self._index, ps.pair, ps.pair_len)
+        if slot != NULL:
+            book = <Book>slot.book
+            return <object>book._result[book._commit(ps)]
+        pair = PyUnicode_DecodeUTF8(<const char*>ps.pair, ps.pair_len, NULL)
+        price_scale, amount_scale = self._scales.get(pair, (0, 0))
+        parses = ps.parses
+        book = Book(pair, price_scale, amount_scale)
+        if ps.parses != parses:
+            # Making the Book ran the garbage collector, and a finalizer (or another thread)
+            # applied a frame into the scratch area: read this (unchanged) frame again.
+            parse_frame(ps, buf, size, NULL)
+        status = book._commit(ps)       # raises before the book is kept
+        self._add(book)
+        return <object>book._result[status]
 
     cdef int _add(self, Book book) except -1:
-        cdef Py_ssize_t size
-        cdef _Slot* slots
+        cdef PairSlot entry
         self._books[book.pair] = book
-        if 2 * len(self._books) > self._mask + 1:      # keep the index at most half full
-            size = 16
-            while size < 4 * len(self._books):
-                size *= 2
-            slots = <_Slot*>PyMem_Calloc(size, sizeof(_Slot))
-            if slots == NULL:
-                del self._books[book.pair]
-                raise MemoryError()
-            PyMem_Free(self._slots)
-            self._slots = slots
-            self._mask = size - 1
-            for other in self._books.values():
-                self._insert(other)
-        else:
-            self._insert(book)
+        entry.book = <PyObject*>book
+        entry.name = PyBytes_AS_STRING(book._pair_bytes)
+        entry.name_len = PyBytes_GET_SIZE(book._pair_bytes)
+        entry.sides = book._sides
+        try:
+            index_add(&self._index, &entry, len(self._books))
+        except MemoryError:
+            del self._books[book.pair]
+            raise
         return 0
-
-    cdef void _insert(self, Book book) noexcept:
-        cdef Py_ssize_t i = <Py_ssize_t>(book._pair_hash & <uint64_t>self._mask)
-        while self._slots[i].book != NULL:
-            i = (i + 1) & self._mask
-        self._slots[i].hash = book._pair_hash
-        self._slots[i].book = <PyObject*>book
-        self._slots[i].name = PyBytes_AS_STRING(book._pair_bytes)
-        self._slots[i].name_len = PyBytes_GET_SIZE(book._pair_bytes)
 
     def __getitem__(self, pair):
         return self._books[pair]

@@ -39,6 +39,10 @@ ctypedef struct Parsed:
     int err_field
     int err_side                # -1, or 0/1 for AO/BO
     Py_ssize_t err_index
+    # routing: a BookSet's PairIndex (_index.pxi) to look the pair up in as soon as the exchange's
+    # layout has given it, and the book found there (borrowed); NULL when not looked up or not there
+    const void* index
+    PyObject* book
     # decoding buffers for escaped strings
     unsigned char psbuf[MAX_PAIR + 8]
     unsigned char evbuf[MAX_PAIR + 8]
@@ -791,6 +795,8 @@ cdef int _layout_frame(Parsed* ps) noexcept nogil:
     if q == digits or q[0] != b',' or (digits[0] == b'0' and q - digits > 1):     # no digit, or a leading zero
         return 1
     q = _plain_pair(_lit(q, end, b',"PS":', 6), end, &ps_s, &ps_n)
+    if ps.index != NULL and ps_s != NULL:
+        ps.book = index_route(ps.index, ps_s, ps_n)     # its memory comes into cache as we read on
     q = _lit(q, end, b',"AO":', 6)
     if q == NULL:
         return 1
@@ -844,11 +850,13 @@ cdef inline void _begin(Parsed* ps, const unsigned char* buf, Py_ssize_t size) n
     ps.max_price_dec = 0
     ps.max_amount_dec = 0
     ps.type = 0
+    ps.book = NULL
 
 
-cdef int parse_frame(Parsed* ps, const unsigned char* buf, Py_ssize_t size) noexcept nogil:
+cdef int parse_frame(Parsed* ps, const unsigned char* buf, Py_ssize_t size, const void* index) noexcept nogil:
     """Parse one frame into ps. On success ps.type tells what it is: 431/432 with the payload
-    read (cs, pair, changes), or any other integer for frames that are not book frames."""
+    read (cs, pair, changes), or any other integer for frames that are not book frames. Given a
+    BookSet's PairIndex, ps.book may be set to the pair's book (see _layout_frame)."""
     cdef Num num
     cdef int rc, key, seen = 0
     cdef bint more = True, diff
@@ -858,6 +866,7 @@ cdef int parse_frame(Parsed* ps, const unsigned char* buf, Py_ssize_t size) noex
     cdef const unsigned char* payload_at
     cdef const unsigned char* value_at
     ps.parses += 1
+    ps.index = index
     _begin(ps, buf, size)
     if _layout_frame(ps) == 0:           # the exchange's layout; any other frame, valid or not:
         return 0

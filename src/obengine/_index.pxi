@@ -1,0 +1,103 @@
+# A BookSet's routing table: pair name (UTF-8 bytes) -> its Book. Included by _core.pyx.
+#
+# Open addressing, kept at most half full. It is plain C, with no Python object touched, so that
+# the frame reader can look the pair up as soon as it has read it (PS comes before the levels in
+# the exchange's layout) and have the CPU fetch the book's hot memory while it reads the rest of
+# the frame: with hundreds of books, and other processes sharing the caches, a book is seldom
+# still cached when its next frame comes.
+
+cdef extern from *:
+    void __builtin_prefetch(const void*) nogil
+
+ctypedef struct PairSlot:
+    uint64_t hash
+    PyObject* book                  # borrowed (the BookSet's dict holds it); NULL: an empty slot
+    const char* name                # the book's pair name (the buffer of its bytes object)
+    Py_ssize_t name_len
+    const Side* sides               # the book's [asks, bids] (inside the book, which never moves)
+
+ctypedef struct PairIndex:
+    PairSlot* slots
+    Py_ssize_t mask                 # number of slots - 1; -1 while there are none
+
+
+cdef inline uint64_t pair_hash(const unsigned char* s, Py_ssize_t n) noexcept nogil:
+    """FNV-1a of a pair name."""
+    cdef uint64_t h = 14695981039346656037ULL
+    cdef Py_ssize_t i
+    for i in range(n):
+        h = (h ^ s[i]) * 1099511628211ULL
+    return h
+
+
+cdef inline const PairSlot* index_find(const PairIndex* ix, const unsigned char* name, Py_ssize_t n) noexcept nogil:
+    """The slot of the pair name (n bytes), or NULL if it has none."""
+    cdef uint64_t h
+    cdef Py_ssize_t i
+    cdef const PairSlot* slot
+    if ix.slots == NULL:
+        return NULL
+    h = pair_hash(name, n)
+    i = <Py_ssize_t>(h & <uint64_t>ix.mask)
+    while ix.slots[i].book != NULL:
+        slot = &ix.slots[i]
+        if slot.hash == h and slot.name_len == n and memcmp(slot.name, name, n) == 0:
+            return slot
+        i = (i + 1) & ix.mask
+    return NULL
+
+
+cdef PyObject* index_route(const void* index, const unsigned char* name, Py_ssize_t n) noexcept nogil:
+    """For the frame reader: the book of the pair name (borrowed) or NULL, and a hint to the CPU
+    to fetch what applying the frame will read: the book's first fields and, on each side, the
+    first TOP rows and the last TOP (see side_find). A hint changes nothing."""
+    cdef const PairSlot* slot = index_find(<const PairIndex*>index, name, n)
+    cdef const Side* s
+    cdef Py_ssize_t first, last, block
+    cdef int side
+    if slot == NULL:
+        return NULL
+    __builtin_prefetch(<const char*>slot.book + 64)
+    __builtin_prefetch(<const char*>slot.book + 128)
+    for side in range(2):
+        s = &slot.sides[side]
+        # byte offsets in the side's block of rows, kept inside it
+        block = s.cap * 2 * <Py_ssize_t>sizeof(int64_t)
+        first = s.off * 2 * <Py_ssize_t>sizeof(int64_t)
+        last = first + max(s.n * 2 * <Py_ssize_t>sizeof(int64_t) - 1, 0)
+        __builtin_prefetch(<const char*>s.lv + first)
+        __builtin_prefetch(<const char*>s.lv + min(first + 64, block - 1))
+        __builtin_prefetch(<const char*>s.lv + max(last - 127, 0))
+        __builtin_prefetch(<const char*>s.lv + last)
+    return slot.book
+
+
+cdef inline void _index_put(PairIndex* ix, const PairSlot* entry) noexcept nogil:
+    cdef Py_ssize_t i = <Py_ssize_t>(entry.hash & <uint64_t>ix.mask)
+    while ix.slots[i].book != NULL:
+        i = (i + 1) & ix.mask
+    ix.slots[i] = entry[0]
+
+
+cdef int index_add(PairIndex* ix, PairSlot* entry, Py_ssize_t count) except -1:
+    """Add entry (its hash is filled in here), the index then holding count entries. Raises
+    MemoryError, leaving the index unchanged, if it cannot grow."""
+    cdef Py_ssize_t size, i
+    cdef PairSlot* old = ix.slots
+    cdef Py_ssize_t old_size = ix.mask + 1
+    entry.hash = pair_hash(<const unsigned char*>entry.name, entry.name_len)
+    if 2 * count > old_size:
+        size = 16
+        while size < 4 * count:
+            size *= 2
+        ix.slots = <PairSlot*>PyMem_Calloc(size, sizeof(PairSlot))
+        if ix.slots == NULL:
+            ix.slots = old
+            raise MemoryError()
+        ix.mask = size - 1
+        for i in range(old_size):
+            if old[i].book != NULL:
+                _index_put(ix, &old[i])
+        PyMem_Free(old)
+    _index_put(ix, entry)
+    return 0
