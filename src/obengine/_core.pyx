@@ -107,12 +107,10 @@ _PARSED.cap[1] = 0
 
 cdef inline const unsigned char* _acquire(object frame, Py_buffer* view, Py_ssize_t* size,
                                          bint* held) except NULL:
-    """The frame's bytes (UTF-8 for str). If *held, release view with PyBuffer_Release."""
+    """The bytes of a frame that is not a bytes object (the callers take those directly): UTF-8
+    for str, else the buffer. If *held, release view with PyBuffer_Release."""
     cdef const char* s
     held[0] = False
-    if PyBytes_CheckExact(frame):
-        size[0] = PyBytes_GET_SIZE(frame)
-        return <const unsigned char*>PyBytes_AS_STRING(frame)
     if PyUnicode_Check(frame):
         try:
             s = PyUnicode_AsUTF8AndSize(frame, size)
@@ -251,7 +249,10 @@ cdef class Book:
         cdef Py_buffer view
         cdef Py_ssize_t size
         cdef bint held
-        cdef const unsigned char* buf = _acquire(frame, &view, &size, &held)
+        cdef const unsigned char* buf
+        if PyBytes_CheckExact(frame):       # nothing to hold or release
+            return self._apply(<const unsigned char*>PyBytes_AS_STRING(frame), PyBytes_GET_SIZE(frame))
+        buf = _acquire(frame, &view, &size, &held)
         try:
             return self._apply(buf, size)
         finally:
@@ -551,7 +552,10 @@ cdef class BookSet:
         cdef Py_buffer view
         cdef Py_ssize_t size
         cdef bint held
-        cdef const unsigned char* buf = _acquire(frame, &view, &size, &held)
+        cdef const unsigned char* buf
+        if PyBytes_CheckExact(frame):       # nothing to hold or release
+            return self._apply(<const unsigned char*>PyBytes_AS_STRING(frame), PyBytes_GET_SIZE(frame))
+        buf = _acquire(frame, &view, &size, &held)
         try:
             return self._apply(buf, size)
         finally:
