@@ -202,6 +202,17 @@ def test_bookset_books_are_books() -> None:
     assert type(books["BTCTRY"]) is Book
 
 
+def test_a_book_is_initialized_once() -> None:
+    """A BookSet's index points into its books, so a book cannot be made over into another."""
+    bs = BookSet()
+    assert bs.apply(f431(1, ASKS, BIDS, pair="XYZTRY")) == ("XYZTRY", Status.APPLIED)
+    with pytest.raises(TypeError, match="initialized once"):
+        bs["XYZTRY"].__init__("ABCTRY", 0, 0)
+    assert bs["XYZTRY"].pair == "XYZTRY"
+    assert bs.apply(f432(2, [("100.5", "2", 0)], [], pair="XYZTRY")) == ("XYZTRY", Status.APPLIED)
+    assert bs["XYZTRY"].best_ask == (10050, 2000)
+
+
 def test_the_stubs_match_the_built_module() -> None:
     root = Path(__file__).resolve().parent.parent
     result = subprocess.run(

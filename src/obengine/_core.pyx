@@ -214,6 +214,9 @@ cdef class Book:
 
     def __init__(self, str pair, int price_scale, int amount_scale):
         cdef int k
+        if self._pair_bytes is not None:
+            # A BookSet's index points into the book (its sides, its pair name's buffer).
+            raise TypeError("a Book is initialized once")
         encoded = pair.encode("utf-8")
         if not 0 < len(encoded) <= MAX_PAIR:
             raise ValueError(f"pair must be 1 to {MAX_PAIR} bytes of UTF-8, got {pair!r}")
