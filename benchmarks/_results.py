@@ -81,3 +81,15 @@ def best_peer_of(results: dict[str, Result], exact_only: bool = False, variants:
     kinds = ("peer", "variant") if variants else ("peer",)
     peers = [r for r in results.values() if r.kind in kinds and (r.exact or not exact_only)]
     return min(peers, key=lambda r: r.seconds) if peers else None
+
+
+def format_bytes(n: Any) -> str:
+    """A byte count for a table: "512 B", "4.9 KiB", "1.8 MiB"; "-" when there is none."""
+    if not isinstance(n, (int, float)):
+        return "-"
+    x = float(n)
+    for unit in ("B", "KiB", "MiB"):
+        if abs(x) < 1024:
+            return f"{x:.0f} {unit}" if unit == "B" else f"{x:.1f} {unit}"
+        x /= 1024
+    return f"{x:.1f} GiB"

@@ -7,7 +7,6 @@ whole suite runs in well under two minutes on two cores (CI). Run the suite with
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 
@@ -48,10 +47,7 @@ class _Workloads:
         wl = self.cache.get(name)
         if wl is None:
             if name == "w5-read":
-                base = self["w1-single"]
-                wl = dataclasses.replace(
-                    base, name=name, description=base.description + ", top 10 read after every frame"
-                )
+                wl = workloads.read_workload(self["w1-single"])
             else:
                 wl = workloads.build(name, self.short)
             self.cache[name] = wl

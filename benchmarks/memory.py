@@ -30,6 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import peers  # noqa: E402
 import workloads  # noqa: E402
+from _results import format_bytes  # noqa: E402
 
 
 def _rss() -> int:
@@ -61,24 +62,17 @@ def _read_snapshots(frames_file: str) -> tuple[dict[str, tuple[int, int]], list[
         return scales, f.read().split(b"\n")
 
 
-def _build(cls: type[peers.Path], scales: dict[str, tuple[int, int]], frames: list[bytes]) -> peers.Path:
-    path = cls(scales)
-    for raw in frames:
-        path.apply(raw)
-    return path
-
-
 def measure(name: str, frames_file: str) -> dict[str, object]:
     """Measure path ``name`` in this process (call it in a fresh one)."""
     cls = peers.get_path(name)
     scales, snaps = _read_snapshots(frames_file)
     levels = [len(v) for v in (orjson_levels(snaps[0]))]
     # warm up: imports, lazily created caches, interned strings
-    _build(cls, scales, snaps[:2])
+    cls.fed(scales, snaps[:2])
     gc.collect()
 
     rss0 = _rss()
-    many = _build(cls, scales, snaps)
+    many = cls.fed(scales, snaps)
     gc.collect()
     rss_380 = _rss() - rss0
     del many
@@ -121,14 +115,6 @@ def measure_in_subprocess(name: str, frames_file: str) -> dict[str, object]:
     return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
-def _fmt_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--path", help="measure this path in this process")
@@ -151,8 +137,8 @@ def _print_table(frames_file: str) -> None:
             continue
         r = measure_in_subprocess(cls.name, frames_file)
         print(
-            f"{cls.name:<18} {_fmt_bytes(r['traced_1']):>16} {_fmt_bytes(r['traced_380']):>19} "  # type: ignore[arg-type]
-            f"{_fmt_bytes(r['rss_380']):>16}"  # type: ignore[arg-type]
+            f"{cls.name:<18} {format_bytes(r['traced_1']):>16} {format_bytes(r['traced_380']):>19} "  # type: ignore[arg-type]
+            f"{format_bytes(r['rss_380']):>16}"  # type: ignore[arg-type]
         )
 
 

@@ -60,7 +60,7 @@ __all__ = [
     "compare",
     "get_path",
     "lossy_values",
-    "truth_top",
+    "units_to_decimal",
 ]
 
 _MASK32 = 0xFFFFFFFF
@@ -110,6 +110,15 @@ class Path:
         self.scales = dict(scales)
         # pair -> [seq, synced, book]
         self.books: dict[str, list[Any]] = {}
+
+    @classmethod
+    def fed(cls, scales: dict[str, tuple[int, int]], frames: list[bytes]) -> Path:
+        """A fresh path with ``frames`` applied (a round's untimed setup)."""
+        path = cls(scales)
+        apply = path.apply
+        for raw in frames:
+            apply(raw)
+        return path
 
     def apply(self, raw: bytes) -> str | None:
         msg: Any = self.loads(raw)
@@ -166,9 +175,6 @@ class OrjsonFloor(Path):
     def __init__(self, scales: dict[str, tuple[int, int]]) -> None:
         super().__init__(scales)
         self.apply = orjson.loads  # type: ignore[method-assign,assignment]
-
-    def read(self, pair: str, n: int) -> tuple[np.ndarray, np.ndarray]:
-        raise NotImplementedError
 
 
 # --------------------------------------------------------------------------------------------
@@ -558,10 +564,7 @@ class Obengine(Path):
         book = self.bookset[pair]
         ps, qs = book.price_scale, book.amount_scale
         bids, asks = book.top(n)
-        return (
-            [(Decimal(int(p)).scaleb(-ps), Decimal(int(q)).scaleb(-qs)) for p, q in bids.tolist()],
-            [(Decimal(int(p)).scaleb(-ps), Decimal(int(q)).scaleb(-qs)) for p, q in asks.tolist()],
-        )
+        return units_to_decimal(bids, ps, qs), units_to_decimal(asks, ps, qs)
 
     def read(self, pair: str, n: int) -> tuple[np.ndarray, np.ndarray]:
         return self.bookset[pair].top(n)
@@ -591,13 +594,12 @@ def available_paths() -> list[type[Path]]:
 
 
 # --------------------------------------------------------------------------------------------
-def truth_top(levels: tuple[Levels, Levels], n: int) -> tuple[Levels, Levels]:
-    """The simulator's truth (``sim.levels(pair)``) cut to ``n`` levels a side."""
-    bids, asks = levels
-    return [tuple(x) for x in bids[:n]], [tuple(x) for x in asks[:n]]  # type: ignore[misc]
+def units_to_decimal(rows: np.ndarray, price_scale: int, amount_scale: int) -> Levels:
+    """obengine's ``(k, 2)`` int64 rows as exact ``(price, amount)`` Decimals."""
+    return [(Decimal(int(p)).scaleb(-price_scale), Decimal(int(q)).scaleb(-amount_scale)) for p, q in rows.tolist()]
 
 
-def _as_float(levels: Levels) -> list[tuple[float, float]]:
+def as_float(levels: Levels) -> list[tuple[float, float]]:
     return [(float(p), float(q)) for p, q in levels]
 
 
@@ -615,7 +617,7 @@ def compare(path: Path, truth: dict[str, tuple[Levels, Levels]], n: int = 20) ->
         for side, got, want in (("bids", bids, t_bids[:n]), ("asks", asks, t_asks[:n])):
             got = [(x[0], x[1]) for x in got]
             if not path.exact:
-                want = _as_float(want)  # type: ignore[assignment]
+                want = as_float(want)  # type: ignore[assignment]
             if got != want:
                 for i, (g, w) in enumerate(zip(got, want)):
                     if g != w:

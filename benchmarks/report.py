@@ -17,7 +17,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _results import DEFAULT_STAT, GATED, best_peer_of, floor_of, load, obengine_of  # noqa: E402
+from _results import DEFAULT_STAT, GATED, best_peer_of, floor_of, format_bytes, load, obengine_of  # noqa: E402
 
 ORDER = ("w1-single", "w2-mixed", "w3-snapshots", "w4-hard", "w5-read", "w5b-top10-only")
 TITLES = {
@@ -42,15 +42,6 @@ def _ratio(x: float | None) -> str:
     return f"{x:.3f}" if x < 1 else f"{x:.2f}" if x < 10 else f"{x:.1f}"
 
 
-def _bytes(n: Any) -> str:
-    if not isinstance(n, (int, float)):
-        return "-"
-    x = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(x) < 1024 or unit == "GiB":
-            return f"{x:.0f} {unit}" if unit == "B" else f"{x:.1f} {unit}"
-        x /= 1024
-    return str(n)
 
 
 class Table:
@@ -171,7 +162,7 @@ def report(filename: str, stat: str = DEFAULT_STAT, markdown: bool = False) -> s
         out.append("")
         table = Table(markdown, ["path", "1 book (tracemalloc)", "380 books (tracemalloc)", "380 books (RSS growth)"], "lrrr")
         for path, info in sorted(memory.items(), key=lambda kv: kv[1].get("rss_380", 0)):
-            table.add([path, _bytes(info.get("traced_1")), _bytes(info.get("traced_380")), _bytes(info.get("rss_380"))])
+            table.add([path, format_bytes(info.get("traced_1")), format_bytes(info.get("traced_380")), format_bytes(info.get("rss_380"))])
         out.append(table.render())
         out.append("")
         out.append("tracemalloc sees Python allocators and numpy, not a C/Rust extension's own malloc "

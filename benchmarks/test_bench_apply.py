@@ -10,7 +10,7 @@ import pytest
 
 import peers
 import workloads
-from _check import assert_matches_truth, describe, rounds_for, run_untimed
+from _check import assert_matches_truth, describe, round_setup, rounds_for, run_untimed
 
 
 @pytest.mark.parametrize("workload", workloads.APPLY_WORKLOADS)
@@ -20,16 +20,7 @@ def test_apply(benchmark, workload_data, path_cls: type[peers.Path], workload: s
     assert_matches_truth(checked, wl, "before timing")
 
     frames = wl.frames
-    prefix = wl.prefix
-    last: list[peers.Path] = []
-
-    def setup():
-        path = path_cls(wl.scales)
-        apply = path.apply
-        for raw in prefix:
-            apply(raw)
-        last[:] = [path]
-        return (path,), {}
+    setup, last = round_setup(path_cls, wl)
 
     def stream(path: peers.Path) -> None:
         apply = path.apply

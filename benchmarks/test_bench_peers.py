@@ -47,11 +47,11 @@ STREAM = [
 
 @pytest.mark.parametrize("cls", [c for c in peers.PATHS if c.kind in ("peer", "variant")], ids=lambda c: c.name)
 def test_peer_follows_obengine_frame_by_frame(cls: type[peers.Path]) -> None:
-    if cls.unavailable():
-        pytest.skip(cls.unavailable())
+    for needed in (cls, peers.Obengine):
+        reason = needed.unavailable()
+        if reason:
+            pytest.skip(reason)
     ob_cls = peers.Obengine
-    if ob_cls.unavailable():
-        pytest.skip(ob_cls.unavailable())
     ob, peer = ob_cls(SCALES), cls(SCALES)
     for i, raw in enumerate(STREAM):
         ob.apply(raw)

@@ -11,7 +11,7 @@ import time
 import pytest
 
 import peers
-from _check import assert_matches_truth, assert_read_matches_truth, describe, rounds_for, run_untimed
+from _check import assert_matches_truth, assert_read_matches_truth, describe, round_setup, rounds_for, run_untimed
 
 TOP = 10
 
@@ -24,6 +24,14 @@ def _reader(path: peers.Path, pair: str):
     return lambda n: read(pair, n)
 
 
+def _seconds_per_read(read) -> float:
+    """What one top-``TOP`` read takes, from 20 (to size the rounds)."""
+    t0 = time.perf_counter()
+    for _ in range(20):
+        read(TOP)
+    return (time.perf_counter() - t0) / 20
+
+
 def test_read_after_every_frame(benchmark, workload_data, path_cls: type[peers.Path], short: bool) -> None:
     wl = workload_data["w5-read"]
     pair = wl.read_pair
@@ -32,22 +40,10 @@ def test_read_after_every_frame(benchmark, workload_data, path_cls: type[peers.P
     assert_read_matches_truth(checked, wl, TOP)
     seconds_per_round = checked.pass_seconds
     if path_cls.kind != "floor":
-        read = _reader(checked, pair)
-        t0 = time.perf_counter()
-        for _ in range(20):
-            read(TOP)
-        seconds_per_round += (time.perf_counter() - t0) / 20 * len(wl.frames)
+        seconds_per_round += _seconds_per_read(_reader(checked, pair)) * len(wl.frames)
 
     frames = wl.frames
-    prefix = wl.prefix
-    last: list[peers.Path] = []
-
-    def setup():
-        path = path_cls(wl.scales)
-        for raw in prefix:
-            path.apply(raw)
-        last[:] = [path]
-        return (path,), {}
+    setup, last = round_setup(path_cls, wl)
 
     if path_cls.kind == "floor":
 
@@ -80,10 +76,7 @@ def test_top10_read(benchmark, workload_data, path_cls: type[peers.Path], short:
     path = run_untimed(path_cls, wl)
     assert_read_matches_truth(path, wl, TOP)
     read = _reader(path, wl.read_pair)
-    t0 = time.perf_counter()
-    for _ in range(20):
-        read(TOP)
-    per_read = (time.perf_counter() - t0) / 20
+    per_read = _seconds_per_read(read)
     iterations = max(10, min(2000, int(0.005 / per_read)))  # rounds of about 5 ms
     rounds, _ = rounds_for(per_read * iterations, short)
     describe(benchmark, wl, path_cls, short, group="w5b-top10-only")

@@ -16,6 +16,7 @@ byte-identical on every run; short mode only makes the streams shorter.
 """
 from __future__ import annotations
 
+import copy
 import os
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -23,7 +24,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["SIZES", "Workload", "build", "short_mode"]
+__all__ = ["SIZES", "Workload", "build", "read_workload", "short_mode"]
 
 Levels = list[tuple[Decimal, Decimal]]
 
@@ -118,15 +119,8 @@ def _started_many(seed: int) -> tuple[object, list[str]]:
 def build(name: str, short: bool) -> Workload:
     """Generate workload ``name`` (see the module docstring)."""
     size = SIZES["short" if short else "full"]
-    if name in ("w1-single", "w5-read"):
-        wl = _one_pair(
-            name,
-            "one pair (BTCTRY), typical 432 stream" + (", top 10 read after every frame" if name == "w5-read" else ""),
-            seed=1,
-            profile="typical",
-            n=size["single"],
-        )
-        return wl
+    if name == "w1-single":
+        return _one_pair(name, "one pair (BTCTRY), typical 432 stream", seed=1, profile="typical", n=size["single"])
     if name == "w4-hard":
         return _one_pair(name, "one pair, hard 432 stream (100-250 changes a frame)", seed=4, profile="hard", n=size["hard"])
     if name == "w2-mixed":
@@ -159,5 +153,12 @@ def build(name: str, short: bool) -> Workload:
     raise KeyError(name)
 
 
+def read_workload(w1: Workload) -> Workload:
+    """``w5-read``: the w1 stream itself (same frames, same truth), for the read benchmarks."""
+    wl = copy.copy(w1)
+    wl.name = "w5-read"
+    wl.description = w1.description + ", top 10 read after every frame"
+    return wl
+
+
 APPLY_WORKLOADS = ("w1-single", "w2-mixed", "w3-snapshots", "w4-hard")
-ALL_WORKLOADS = APPLY_WORKLOADS + ("w5-read",)

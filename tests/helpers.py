@@ -5,7 +5,7 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from obengine import FrameError, Status
+from obengine import FrameError
 from reference import RefBook
 
 PAIR = "BTCTRY"
@@ -16,13 +16,6 @@ State = tuple[list[Level], list[Level], int, int, "int | None", bool, int]
 
 def _dump(frame: Any) -> str:
     return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
-
-
-def payload(cs: Any, pair: str | None = PAIR, **fields: Any) -> dict[str, Any]:
-    """A payload with CS and PS first (so a streaming parser knows them before any error)."""
-    out: dict[str, Any] = {"CS": cs, "PS": pair}
-    out.update(fields)
-    return out
 
 
 def _book_frame(kind: int, cs: Any, asks: list[dict[str, Any]], bids: list[dict[str, Any]], pair: str) -> str:
@@ -90,17 +83,10 @@ def state(book: Any) -> State:
     return (bids, asks, book.price_scale, book.amount_scale, book.seq, book.synced, book.anomalies)
 
 
-def outcome(book: Any, frame: Any) -> Status | str:
-    """The status ``apply`` returns, or ``"FrameError"``."""
+def outcome(book: Any, frame: Any) -> Any:
+    """What ``apply`` returns (a ``Status``, or a BookSet's ``(pair, Status)``), or ``"FrameError"``."""
     try:
         return book.apply(frame)
-    except FrameError:
-        return "FrameError"
-
-
-def set_outcome(books: Any, frame: Any) -> tuple[str | None, Status] | str:
-    try:
-        return books.apply(frame)
     except FrameError:
         return "FrameError"
 

@@ -7,7 +7,6 @@ it were well formed: a 432 with CS 101, or a 431.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,13 +20,12 @@ VALID = f432(101, [("2150010", "0.7", 0)], [("2149995", "3", 1)])
 
 
 @pytest.fixture
-def book(make_book: Callable[..., Any]) -> Any:
-    b = make_book()
-    assert b.apply(f431(100, BASE_ASKS, BASE_BIDS)) == Status.APPLIED
-    b.apply(f432(101, [("2150099", None, 3)]))  # one anomaly, so a reset would show
-    b.apply(f431(100, BASE_ASKS, BASE_BIDS))
-    assert b.anomalies == 1 and b.seq == 100
-    return b
+def book(book: Any) -> Any:
+    """conftest's base book, with one anomaly counted, so a reset would show."""
+    book.apply(f432(101, [("2150099", None, 3)]))
+    book.apply(f431(100, BASE_ASKS, BASE_BIDS))
+    assert book.anomalies == 1 and book.seq == 100
+    return book
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import pytest
 
 import obengine
 from obengine import Book, BookSet, Status
+from helpers import levels
 from obengine.simulator import FeedSimulator
 from reference import RefBookSet
 
@@ -326,9 +327,7 @@ def test_reference_model_agrees_with_the_engine_on_the_stream() -> None:
     for pair in sim.pairs:
         if pair in core:
             assert ref[pair].anomalies == 0
-            bids, asks = ref[pair].levels()
-            assert [tuple(level) for level in core[pair].bids.tolist()] == bids
-            assert [tuple(level) for level in core[pair].asks.tolist()] == asks
+            assert levels(core[pair]) == levels(ref[pair])
 
 
 # -- snapshots -----------------------------------------------------------------------------
@@ -432,13 +431,13 @@ def test_hard_frames_are_big_and_move_the_price_fast() -> None:
 
 
 def test_sides_keep_the_window_size() -> None:
-    for levels in (100, 7):
-        sim = FeedSimulator.many(5, seed=37, profile="hard", levels=levels)
+    for window in (100, 7):
+        sim = FeedSimulator.many(5, seed=37, profile="hard", levels=window)
         for _ in range(5):
             sim.frames(60)
             for pair in sim.pairs:
                 bids, asks = sim.levels(pair)
-                assert len(bids) == len(asks) == levels
+                assert len(bids) == len(asks) == window
 
 
 # -- pairs and scales ----------------------------------------------------------------------

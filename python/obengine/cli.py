@@ -154,8 +154,6 @@ def _time_ns(run: Callable[[], object], repeat: int) -> int:
             start = time.perf_counter_ns()
             run()
             elapsed = time.perf_counter_ns() - start
-            if enabled:
-                gc.enable()
             best = elapsed if best is None else min(best, elapsed)
     finally:
         if enabled:

@@ -109,8 +109,9 @@ def _formatter(scale: int) -> tuple[str, int]:
 
 
 class _Table:
-    """A discrete distribution over ``0..len(weights)-1`` from integer weights; ``pick`` draws
-    with one ``rng.random()`` (exact float arithmetic only, so draws are platform independent)."""
+    """A discrete distribution over ``0..len(weights)-1`` from integer weights: a draw is
+    ``bisect_right(cum, rng.random() * total)``, done inline by the callers (exact float
+    arithmetic only, so draws are platform independent)."""
 
     __slots__ = ("cum", "total")
 
@@ -194,8 +195,6 @@ class _Pair:
 
     __slots__ = (
         "name",
-        "price_scale",
-        "amount_scale",
         "asks",
         "bids",
         "seq",
@@ -208,16 +207,12 @@ class _Pair:
         "pdiv",
         "afmt",
         "adiv",
-        "head431",
-        "head432",
         "tail431",
         "tail432",
     )
 
     def __init__(self, name: str, price_scale: int, amount_scale: int) -> None:
         self.name = name
-        self.price_scale = price_scale
-        self.amount_scale = amount_scale
         self.asks = _Side(1)
         self.bids = _Side(-1)
         self.seq = 0  # CS of the last frame sent (or of the 431 still to come)
@@ -232,8 +227,6 @@ class _Pair:
         self.pdiv: int = pdiv
         self.afmt: str = afmt  # amount_units -> str: afmt % divmod(amount_units, adiv)
         self.adiv: int = adiv
-        self.head431 = '[431,{"CS":'
-        self.head432 = '[432,{"CS":'
         self.tail431 = f',"channel":"obdiff","event":"{name}","type":431}}]'
         self.tail432 = f',"channel":"obdiff","event":"{name}","type":432}}]'
 
@@ -606,7 +599,7 @@ class FeedSimulator:
 
         p.seq = seq = _wrap_cs(p.seq + 1)
         return (
-            f'{p.head432}{seq},"PS":"{p.name}","AO":[{",".join(ask_out)}],'
+            f'[432,{{"CS":{seq},"PS":"{p.name}","AO":[{",".join(ask_out)}],'
             f'"BO":[{",".join(bid_out)}]{p.tail432}'
         ).encode()
 
@@ -617,5 +610,5 @@ class FeedSimulator:
             sign, levels = side.sign, side.levels
             sides.append(",".join(['{"A":"%s","P":"%s"}' % levels[k * sign] for k in side.keys]))
         return (
-            f'{p.head431}{p.seq},"PS":"{p.name}","AO":[{sides[0]}],"BO":[{sides[1]}]{p.tail431}'
+            f'[431,{{"CS":{p.seq},"PS":"{p.name}","AO":[{sides[0]}],"BO":[{sides[1]}]{p.tail431}'
         ).encode()

@@ -107,8 +107,16 @@ _PARSED.cap[1] = 0
 
 cdef inline const unsigned char* _acquire(object frame, Py_buffer* view, Py_ssize_t* size,
                                          bint* held) except NULL:
-    """The bytes of a frame that is not a bytes object (the callers take those directly): UTF-8
-    for str, else the buffer. If *held, release view with PyBuffer_Release."""
+    """The frame's bytes (UTF-8 for str). If *held, release view with PyBuffer_Release."""
+    if PyBytes_CheckExact(frame):           # what a websocket client hands over: inline
+        held[0] = False
+        size[0] = PyBytes_GET_SIZE(frame)
+        return <const unsigned char*>PyBytes_AS_STRING(frame)
+    return _acquire_other(frame, view, size, held)
+
+
+cdef const unsigned char* _acquire_other(object frame, Py_buffer* view, Py_ssize_t* size,
+                                         bint* held) except NULL:
     cdef const char* s
     held[0] = False
     if PyUnicode_Check(frame):
@@ -203,9 +211,8 @@ cdef class Book:
     cdef bint _has_seq
     cdef bint _synced
     cdef int64_t _anomalies
-    cdef PyObject* _result[5]   # _results[status], borrowed: what BookSet.apply returns
+    cdef tuple _results         # (pair, Status) per status, prebuilt: what BookSet.apply returns
     cdef bytes _pair_bytes
-    cdef tuple _results         # (pair, Status) per status, prebuilt
     cdef readonly str pair
     cdef _Rows _ask_rows        # the memory of each side
     cdef _Rows _bid_rows
@@ -213,7 +220,7 @@ cdef class Book:
     cdef object _bid_array
 
     def __init__(self, str pair, int price_scale, int amount_scale):
-        cdef int k
+        cdef int side
         if self._pair_bytes is not None:
             # A BookSet's index points into the book (its sides, its pair name's buffer).
             raise TypeError("a Book is initialized once")
@@ -226,8 +233,6 @@ cdef class Book:
         self._pair_bytes = encoded
         self._results = ((pair, _STATUS[0]), (pair, _STATUS[1]), (pair, _STATUS[2]),
                          (pair, _STATUS[3]), (pair, _STATUS[4]))
-        for k in range(5):
-            self._result[k] = <PyObject*>self._results[k]
         self._price_scale = price_scale
         self._amount_scale = amount_scale
         self._seq = 0
@@ -252,15 +257,13 @@ cdef class Book:
         cdef Py_buffer view
         cdef Py_ssize_t size
         cdef bint held
-        cdef const unsigned char* buf
-        if PyBytes_CheckExact(frame):       # nothing to hold or release
-            return self._apply(<const unsigned char*>PyBytes_AS_STRING(frame), PyBytes_GET_SIZE(frame))
-        buf = _acquire(frame, &view, &size, &held)
+        cdef const unsigned char* buf = _acquire(frame, &view, &size, &held)
+        if not held:                        # bytes and str: nothing to release
+            return self._apply(buf, size)
         try:
             return self._apply(buf, size)
         finally:
-            if held:
-                PyBuffer_Release(&view)
+            PyBuffer_Release(&view)
 
     cdef object _apply(self, const unsigned char* buf, Py_ssize_t size):
         cdef Parsed* ps = &_PARSED
@@ -364,8 +367,6 @@ cdef class Book:
         cdef bint found
         cdef const Change* c
         cdef int64_t* data
-        if need <= s.cap:
-            return 0
         if not snapshot and not price_rescale:
             # Tighter bound: only changes that set an amount at a price not yet in the side
             # can insert (the exchange's big frames mostly update or delete).
@@ -555,15 +556,13 @@ cdef class BookSet:
         cdef Py_buffer view
         cdef Py_ssize_t size
         cdef bint held
-        cdef const unsigned char* buf
-        if PyBytes_CheckExact(frame):       # nothing to hold or release
-            return self._apply(<const unsigned char*>PyBytes_AS_STRING(frame), PyBytes_GET_SIZE(frame))
-        buf = _acquire(frame, &view, &size, &held)
+        cdef const unsigned char* buf = _acquire(frame, &view, &size, &held)
+        if not held:                        # bytes and str: nothing to release
+            return self._apply(buf, size)
         try:
             return self._apply(buf, size)
         finally:
-            if held:
-                PyBuffer_Release(&view)
+            PyBuffer_Release(&view)
 
     cdef object _apply(self, const unsigned char* buf, Py_ssize_t size):
         cdef Parsed* ps = &_PARSED
@@ -576,11 +575,11 @@ cdef class BookSet:
             return _NOT_A_BOOK_FRAME
         if ps.book != NULL:             # the reader looked the pair up as soon as it had read it
             book = <Book>ps.book
-            return <object>book._result[book._commit(ps)]
+            return book._results[book._commit(ps)]
         slot = index_find(&self._index, ps.pair, ps.pair_len)
         if slot != NULL:
             book = <Book>slot.book
-            return <object>book._result[book._commit(ps)]
+            return book._results[book._commit(ps)]
         pair = PyUnicode_DecodeUTF8(<const char*>ps.pair, ps.pair_len, NULL)
         price_scale, amount_scale = self._scales.get(pair, (0, 0))
         parses = ps.parses
@@ -591,7 +590,7 @@ cdef class BookSet:
             parse_frame(ps, buf, size, NULL)
         status = book._commit(ps)       # raises before the book is kept
         self._add(book)
-        return <object>book._result[status]
+        return book._results[status]
 
     cdef int _add(self, Book book) except -1:
         cdef PairSlot entry

@@ -39,9 +39,8 @@ ctypedef struct Parsed:
     int err_field
     int err_side                # -1, or 0/1 for AO/BO
     Py_ssize_t err_index
-    # routing: a BookSet's PairIndex (_index.pxi) to look the pair up in as soon as the exchange's
-    # layout has given it, and the book found there (borrowed); NULL when not looked up or not there
-    const void* index
+    # routing: the book of the pair (borrowed), when parse_frame was given a BookSet's index and
+    # the exchange's layout gave the pair before the levels; NULL otherwise
     PyObject* book
     # decoding buffers for escaped strings
     unsigned char psbuf[MAX_PAIR + 8]
@@ -763,7 +762,7 @@ cdef inline const unsigned char* _plain_pair(const unsigned char* p, const unsig
     return _plain_string(p, end, s, n)
 
 
-cdef int _layout_frame(Parsed* ps) noexcept nogil:
+cdef int _layout_frame(Parsed* ps, const void* index) noexcept nogil:
     """Read a book frame laid out as the exchange writes it, straight through:
 
         [43x,{"CS":int,"PS":"pair"|null,"AO":[levels],"BO":[levels],"channel":"..","event":"pair"|null,"type":int}]
@@ -771,7 +770,8 @@ cdef int _layout_frame(Parsed* ps) noexcept nogil:
     compact, plain strings, CS written as an integer. Returns 0 with ps filled exactly as the
     general reading would fill it, or 1 for any other frame, valid or not: parse_frame then reads
     it again the general way, which also names what is wrong. Accepts a subset of what the
-    general reading accepts, with the same result.
+    general reading accepts, with the same result. Given a BookSet's PairIndex, it looks the pair
+    up as soon as it has read PS and sets ps.book (see index_route).
     """
     cdef const unsigned char* end = ps.end
     cdef const unsigned char* q
@@ -795,8 +795,8 @@ cdef int _layout_frame(Parsed* ps) noexcept nogil:
     if q == digits or q[0] != b',' or (digits[0] == b'0' and q - digits > 1):     # no digit, or a leading zero
         return 1
     q = _plain_pair(_lit(q, end, b',"PS":', 6), end, &ps_s, &ps_n)
-    if ps.index != NULL and ps_s != NULL:
-        ps.book = index_route(ps.index, ps_s, ps_n)     # its memory comes into cache as we read on
+    if index != NULL and ps_s != NULL:
+        ps.book = index_route(index, ps_s, ps_n)        # its memory comes into cache as we read on
     q = _lit(q, end, b',"AO":', 6)
     if q == NULL:
         return 1
@@ -866,9 +866,8 @@ cdef int parse_frame(Parsed* ps, const unsigned char* buf, Py_ssize_t size, cons
     cdef const unsigned char* payload_at
     cdef const unsigned char* value_at
     ps.parses += 1
-    ps.index = index
     _begin(ps, buf, size)
-    if _layout_frame(ps) == 0:           # the exchange's layout; any other frame, valid or not:
+    if _layout_frame(ps, index) == 0:           # the exchange's layout; any other frame, valid or not:
         return 0
     _begin(ps, buf, size)               # read the general way, which also names what is wrong
 

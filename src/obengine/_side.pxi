@@ -106,11 +106,8 @@ cdef inline void side_insert(Side* s, Py_ssize_t i, int64_t price, int64_t amoun
     if front and s.off > 0:
         _move_rows(s.lv, s.off - 1, s.off, i)
         s.off -= 1
-    elif s.off + s.n < s.cap:
+    else:                               # room at the back: n < cap, and centred if it had none
         _move_rows(s.lv, s.off + i + 1, s.off + i, s.n - i)
-    else:
-        _move_rows(s.lv, s.off - 1, s.off, i)
-        s.off -= 1
     row = s.lv + 2 * (s.off + i)
     row[0] = price
     row[1] = amount
