@@ -323,10 +323,10 @@ cdef class Book:
                     ps.err = E_RESCALE
                     ps.err_pos = 0
                     raise _frame_error(ps, self.pair, f"to {'price' if k == 0 else 'amount'} scale {new_scale[k]}")
-        # 3. room for every level the frame may insert (the test inline: a call costs more)
+        # 3. room for every level the frame carries (the test inline: a call costs more)
         for side in range(2):
             if ps.n[side] + (0 if snapshot else self._sides[side].n) > self._sides[side].cap:
-                self._reserve(ps, side, snapshot, grow[0] != 0)
+                self._reserve(ps, side, snapshot)
 
         # 4. commit: nothing below can fail
         if snapshot:
@@ -357,27 +357,13 @@ cdef class Book:
         ps.err_index = k
         raise _frame_error(ps, self.pair, f"{'price' if field == F_P else 'amount'} scale {scale}")
 
-    cdef int _reserve(self, Parsed* ps, int side, bint snapshot, bint price_rescale) except -1:
-        """Make room on a side for every insert the frame could make, before committing (called
+    cdef int _reserve(self, Parsed* ps, int side, bint snapshot) except -1:
+        """Make room on a side for every level the frame carries, before committing (called
         when the side has fewer free rows than the frame has changes for it)."""
         cdef Side* s = &self._sides[side]
-        cdef Py_ssize_t base = 0 if snapshot else s.n
-        cdef Py_ssize_t need = base + ps.n[side]
-        cdef Py_ssize_t k, rows, off
-        cdef bint found
-        cdef const Change* c
+        cdef Py_ssize_t need = (0 if snapshot else s.n) + ps.n[side]
+        cdef Py_ssize_t rows, off
         cdef int64_t* data
-        if not snapshot and not price_rescale:
-            # Tighter bound: only changes that set an amount at a price not yet in the side
-            # can insert (the exchange's big frames mostly update or delete).
-            need = base
-            for k in range(ps.n[side]):
-                c = &ps.changes[side][k]
-                if c.cp != 3 and c.amount.mant != 0:
-                    side_find(s, side == 0, c.price.mant, &found)
-                    need += not found
-            if need <= s.cap:
-                return 0
         rows = max(need, s.cap + s.cap // 2)
         rows = (rows + 15) & ~15
         grown = _new_rows(rows)
