@@ -5,6 +5,7 @@ Every test runs against the reference (``[ref]``) and the core (``[core]``).
 """
 from __future__ import annotations
 
+import itertools
 import re
 from typing import Any
 
@@ -253,3 +254,60 @@ def test_the_layout_reads_cs_as_the_general_reading(make_book: Any, cs: str) -> 
         '"channel":"obdiff","event":"BTCTRY","type":431}]'
     )
     assert _result(make_book(), frame) == _result(make_book(), frame.replace('{"', '{ "'))
+
+
+# A level in the exchange's own order is read as a fixed sequence of pieces; any other order, and
+# anything that breaks the sequence part way, is handed on (to the any-order template, then to the
+# general reader). Each must come out as the general reading does.
+LEVELS_432 = [
+    *("{" + ",".join(m) + "}" for m in itertools.permutations(('"CP":1', '"A":"0.7"', '"P":"2150005"'))),
+    '{"CP":0,"A":"0.7","P":"2150010"}',
+    '{"CP":3,"P":"2150010"}',
+    '{"CP":3,"A":"0.7","P":"2150010"}',
+    '{"CP":2,"A":"0.7","P":"2150005"}',
+    '{"CP":4,"A":"0.7","P":"2150005"}',
+    '{"CP":1,"A":"0.7"}',
+    '{"CP":1,"A":"0.7","A":"0.8","P":"2150005"}',
+    '{"CP":1,"A":"0.7","P":"2150005","P":"2150006"}',
+    '{"CP":1,"A":"0.7","P":"2150005","CP":0}',
+    '{"CP":1,"A":"0.7","P":"2150005","X":1}',
+    '{"CP":1,"A":"0.7","X":1,"P":"2150005"}',
+    '{"CP":1,"A":"0.7","P":"0"}',
+    '{"CP":1,"A":"0.7","P":"-2150005"}',
+    '{"CP":1,"A":"-0.7","P":"2150005"}',
+    '{"CP":1,"A":"0.7","P":2150005}',
+    '{"CP":1,"A":0.7,"P":"2150005"}',
+    '{"CP":1,"A":"0.7","P":"2150005.5"}',
+    '{"CP":1,"A":"0.7","P":"2150005"]',
+    '{"CP":1,"A":"0.7","p":"2150005"}',
+    '{"CP":1,"A":"0.7" ,"P":"2150005"}',
+    '{"CP":1,"A":"0.7",\n"P":"2150005"}',
+    '{"CP":1,"A":"07","P":"2150005"}',
+    '{"CP":1,"A":"0.7","P":"2150005" }',
+]
+LEVELS_431 = [
+    '{"A":"0.7","P":"2150005"}',
+    '{"P":"2150005","A":"0.7"}',
+    '{"A":"0.7","P":"2150005","CP":1}',
+    '{"CP":1,"A":"0.7","P":"2150005"}',
+    '{"A":"0.7","P":"0"}',
+    '{"A":"0.7"}',
+    '{"A":"0.7","A":"0.7","P":"2150005"}',
+]
+
+
+@pytest.mark.parametrize(("kind", "level"), [(432, lv) for lv in LEVELS_432] + [(431, lv) for lv in LEVELS_431])
+def test_a_level_in_any_order_or_broken_part_way_reads_as_the_general_reading(
+    make_book: Any, kind: int, level: str
+) -> None:
+    frame = (
+        f'[{kind},{{"CS":101,"PS":"BTCTRY","AO":[{level},{level}],"BO":[{{"A":"1","P":"2149995"}}],'
+        f'"channel":"obdiff","event":"BTCTRY","type":{kind}}}]'
+    )
+
+    def result(frame: str) -> tuple[Any, Any]:
+        b = make_book()
+        b.apply(f431(100, BASE_ASKS, BASE_BIDS))
+        return _result(b, frame)
+
+    assert result(frame) == result(frame.replace('{"', '{ "'))

@@ -377,6 +377,10 @@ cdef extern from *:
     #define OB_KEY4_A OB_W4('"', 'A', '"', ':')
     #define OB_KEY4_P OB_W4('"', 'P', '"', ':')
     #define OB_KEY4_CP OB_W4('"', 'C', 'P', '"')
+    #define OB_LEVEL8_CP OB_W8('{', '"', 'C', 'P', '"', ':', 0, ',')
+    #define OB_LEVEL8_CP_MASK OB_W8(0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0xFF)
+    #define OB_SEP8_P OB_W8('"', ',', '"', 'P', '"', ':', '"', 0)
+    #define OB_SEP8_P_MASK OB_W8(0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0)
     #define OB_HEAD8 OB_W8('[', '4', '3', 0, ',', '{', '"', 'C')
     #define OB_HEAD8_MASK OB_W8(0xFF, 0xFF, 0xFF, 0, 0xFF, 0xFF, 0xFF, 0xFF)
     #define OB_HEAD4_CS OB_W4('C', 'S', '"', ':')
@@ -384,6 +388,10 @@ cdef extern from *:
     const uint32_t KEY4_A "OB_KEY4_A"
     const uint32_t KEY4_P "OB_KEY4_P"
     const uint32_t KEY4_CP "OB_KEY4_CP"
+    const uint64_t LEVEL8_CP "OB_LEVEL8_CP"         # {"CP":?,  (? the digit)
+    const uint64_t LEVEL8_CP_MASK "OB_LEVEL8_CP_MASK"
+    const uint64_t SEP8_P "OB_SEP8_P"               # ","P":"   (from an amount's closing quote)
+    const uint64_t SEP8_P_MASK "OB_SEP8_P_MASK"
     const uint64_t HEAD8 "OB_HEAD8"                 # [43?,{"C   (? the last digit of the type)
     const uint64_t HEAD8_MASK "OB_HEAD8_MASK"
     const uint32_t HEAD4_CS "OB_HEAD4_CS"           # CS":      (from the header's 8th byte)
@@ -577,6 +585,42 @@ cdef int settle_decimals(Parsed* ps, int scale, bint amounts) noexcept nogil:
 
 
 cdef inline const unsigned char* _padded_level(const unsigned char* p, Change* ch, bint diff) noexcept nogil:
+    """A level as the exchange writes it, in its order: {"CP":d,"A":"amount","P":"price"} in a 432,
+    {"A":"amount","P":"price"} in a 431, read as a fixed sequence of pieces, each one compare.
+    Other orders go to _padded_level_any; returns as it does (p at the '{', PAD readable bytes)."""
+    cdef const unsigned char* q = p + 1
+    cdef unsigned int d
+    cdef Num* num
+    if diff:
+        if (_load8(p) & LEVEL8_CP_MASK) != LEVEL8_CP:
+            return _padded_level_any(p, ch, diff)
+        d = p[6] - 48
+        if d > 3 or d == 2:
+            return NULL
+        ch.cp = d
+        q = p + 8
+    else:
+        ch.cp = 1
+    if _load4(q) != KEY4_A or q[4] != b'"':
+        return _padded_level_any(p, ch, diff)
+    q += 5
+    num = &ch.amount
+    while True:                     # the amount, then the price (one call site: it is inlined)
+        q = _padded_decimal(q, num)
+        if q == NULL:
+            return NULL
+        if num == &ch.price:
+            break
+        if (_load8(q) & SEP8_P_MASK) != SEP8_P:
+            return _padded_level_any(p, ch, diff)
+        q += 7
+        num = &ch.price
+    if q[0] != b'"' or q[1] != b'}' or ch.price.mant == 0:
+        return NULL
+    return q + 2
+
+
+cdef const unsigned char* _padded_level_any(const unsigned char* p, Change* ch, bint diff) noexcept nogil:
     """A level as the exchange writes it: compact, "A" and "P" as quoted unsigned decimals and, in a
     432, "CP" as one digit, in any order. p is at the '{' with PAD readable bytes (see _fixed.pxi).
     Returns the address past the '}' with ch filled, or NULL for anything else (an error
