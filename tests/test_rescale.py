@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from helpers import f431, f432, levels, state
+from helpers import BASE_ASKS, BASE_BIDS, f431, f432, levels, state
 from obengine import FrameError, Status
 
 
@@ -194,3 +194,44 @@ def test_a_stale_frame_is_only_checked_at_its_own_scale(book: Any) -> None:
     before = state(book)
     assert book.apply(f432(99, [("2150010", "100000000000", 0)])) == Status.STALE
     assert state(book) == before
+
+
+# The reader writes each value at the book's scales as it reads it, when it knows the book (its
+# own, or the one a BookSet routes the pair to) and the value fits; the first one that does not
+# (finer, or too big) leaves the whole frame to the general conversion, which must then take the
+# values already written the same way as the rest.
+FINER_LAST = f432(
+    101,
+    [("2150011", "0.5", 1), ("2150012", "0.25", 1)],
+    [("2149999", "1", 1), ("2149998.5", "1", 1)],
+)
+FINER_LAST_STATE = (
+    [(21500000, 10_000_000), (21499990, 100_000_000), (21499985, 100_000_000), (21499900, 200_000_000)],
+    [(21500100, 50_000_000), (21500110, 50_000_000), (21500120, 25_000_000), (21500200, 125_000_000)],
+    1,
+    8,
+    101,
+    True,
+    0,
+)
+OVERFLOW_LAST = f432(101, [("2150011", "0.5", 1)], [("2149999", "1", 1), ("2149998", "100000000000", 1)])
+
+
+def test_a_finer_value_after_values_that_fit_rescales_them_all(book: Any) -> None:
+    assert book.apply(FINER_LAST) == Status.APPLIED
+    assert state(book) == FINER_LAST_STATE
+
+
+def test_a_value_too_big_after_values_that_fit_rejects_the_frame(book: Any) -> None:
+    assert_rejected_unchanged(book, OVERFLOW_LAST)
+
+
+def test_a_bookset_routes_the_same_way(bookset_class: Any) -> None:
+    books = bookset_class({"BTCTRY": (0, 8)})
+    books.apply(f431(100, BASE_ASKS, BASE_BIDS))
+    before = state(books["BTCTRY"])
+    with pytest.raises(FrameError):
+        books.apply(OVERFLOW_LAST)
+    assert state(books["BTCTRY"]) == before
+    assert books.apply(FINER_LAST) == ("BTCTRY", Status.APPLIED)
+    assert state(books["BTCTRY"]) == FINER_LAST_STATE

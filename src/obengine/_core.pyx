@@ -206,8 +206,7 @@ cdef class Book:
     # (with hundreds of books, a book is seldom in the CPU's nearest cache).
     cdef Side _sides[2]         # [0] asks, [1] bids
     cdef int64_t _seq
-    cdef int _price_scale
-    cdef int _amount_scale
+    cdef int _scale[2]          # [0] price, [1] amount: decimal places of the units
     cdef bint _has_seq
     cdef bint _synced
     cdef int64_t _anomalies
@@ -233,8 +232,8 @@ cdef class Book:
         self._pair_bytes = encoded
         self._results = ((pair, _STATUS[0]), (pair, _STATUS[1]), (pair, _STATUS[2]),
                          (pair, _STATUS[3]), (pair, _STATUS[4]))
-        self._price_scale = price_scale
-        self._amount_scale = amount_scale
+        self._scale[0] = price_scale
+        self._scale[1] = amount_scale
         self._seq = 0
         self._has_seq = False
         self._synced = False
@@ -267,7 +266,7 @@ cdef class Book:
 
     cdef object _apply(self, const unsigned char* buf, Py_ssize_t size):
         cdef Parsed* ps = &_PARSED
-        if parse_frame(ps, buf, size, NULL):
+        if parse_frame(ps, buf, size, NULL, self._scale):
             raise _frame_error(ps, self.pair)
         if ps.type != 431 and ps.type != 432:
             return _IGNORED
@@ -297,24 +296,23 @@ cdef class Book:
             if d > 1:
                 self._synced = False
                 return ST_GAP
-        if ps.max_price_dec > self._price_scale:
-            ps.max_price_dec = settle_decimals(ps, self._price_scale, False)
-        if ps.max_amount_dec > self._amount_scale:
-            ps.max_amount_dec = settle_decimals(ps, self._amount_scale, True)
-        new_scale[0] = max(self._price_scale, ps.max_price_dec)
-        new_scale[1] = max(self._amount_scale, ps.max_amount_dec)
-        grow[0] = new_scale[0] - self._price_scale
-        grow[1] = new_scale[1] - self._amount_scale
-
-        # 1. every value of the frame in units at the new scales
-        for side in range(2):
-            changes = ps.changes[side]      # a local: the stores below might alias ps, for all C knows
-            for k in range(ps.n[side]):
-                c = changes + k
-                if not to_units(&c.price, new_scale[0], &c.price.mant):
-                    self._convert_error(ps, side, k, F_P, new_scale[0])
-                if not to_units(&c.amount, new_scale[1], &c.amount.mant):
-                    self._convert_error(ps, side, k, F_A, new_scale[1])
+        # 1. every value of the frame in units at the new scales. The reader has done it already
+        #    (prescaled them) when it read the frame at this book's scales and every value fitted.
+        new_scale[0] = self._scale[0]
+        new_scale[1] = self._scale[1]
+        if ps.unscaled or ps.scale[0] != new_scale[0] or ps.scale[1] != new_scale[1]:
+            new_scale[0] = max(new_scale[0], settle_decimals(ps, new_scale[0], False))
+            new_scale[1] = max(new_scale[1], settle_decimals(ps, new_scale[1], True))
+            for side in range(2):
+                changes = ps.changes[side]      # a local: the stores below might alias ps, for all C knows
+                for k in range(ps.n[side]):
+                    c = changes + k
+                    if not to_units(&c.price, new_scale[0], &c.price.mant):
+                        self._convert_error(ps, side, k, F_P, new_scale[0])
+                    if not to_units(&c.amount, new_scale[1], &c.amount.mant):
+                        self._convert_error(ps, side, k, F_A, new_scale[1])
+        grow[0] = new_scale[0] - self._scale[0]
+        grow[1] = new_scale[1] - self._scale[1]
         # 2. the rescale of what the book holds (a snapshot replaces it instead)
         if not snapshot:
             for k in range(2):          # column: 0 price, 1 amount
@@ -337,8 +335,8 @@ cdef class Book:
                 if grow[k]:
                     side_rescale(&self._sides[0], k, grow[k])
                     side_rescale(&self._sides[1], k, grow[k])
-        self._price_scale = new_scale[0]
-        self._amount_scale = new_scale[1]
+        self._scale[0] = new_scale[0]
+        self._scale[1] = new_scale[1]
         side_apply(&self._sides[0], True, ps.changes[0], ps.n[0], &self._anomalies)
         side_apply(&self._sides[1], False, ps.changes[1], ps.n[1], &self._anomalies)
         self._seq = ps.cs
@@ -385,12 +383,12 @@ cdef class Book:
     @property
     def price_scale(self):
         """Decimal places of prices: ``price = price_units / 10**price_scale``."""
-        return self._price_scale
+        return self._scale[0]
 
     @property
     def amount_scale(self):
         """Decimal places of amounts: ``amount = amount_units / 10**amount_scale``."""
-        return self._amount_scale
+        return self._scale[1]
 
     @property
     def seq(self):
@@ -458,7 +456,7 @@ cdef class Book:
         """Best ask minus best bid as an exact Decimal price, or None if a side is empty."""
         if not (self._sides[0].n and self._sides[1].n):
             return None
-        return _Decimal(f"{side_rows(&self._sides[0])[0] - side_rows(&self._sides[1])[0]}E-{self._price_scale}")
+        return _Decimal(f"{side_rows(&self._sides[0])[0] - side_rows(&self._sides[1])[0]}E-{self._scale[0]}")
 
     @property
     def mid(self):
@@ -466,13 +464,13 @@ cdef class Book:
         if not (self._sides[0].n and self._sides[1].n):
             return None
         total = <object>side_rows(&self._sides[0])[0] + <object>side_rows(&self._sides[1])[0]   # Python ints: no overflow
-        return _Decimal(f"{total * 5}E-{self._price_scale + 1}")   # exact, whatever the context
+        return _Decimal(f"{total * 5}E-{self._scale[0] + 1}")   # exact, whatever the context
 
     def to_float(self, Py_ssize_t n=10):
         """``(bids, asks)``: float64 copies of the top n levels in real units (price, amount),
         shape (k, 2). Floats are approximations: for display and models, not for the book."""
         bids, asks = self.top(n)
-        factor = _numpy.array([10.0 ** -self._price_scale, 10.0 ** -self._amount_scale])
+        factor = _numpy.array([10.0 ** -self._scale[0], 10.0 ** -self._scale[1]])
         return bids.astype(_numpy.float64) * factor, asks.astype(_numpy.float64) * factor
 
     def snapshot(self):
@@ -482,8 +480,8 @@ cdef class Book:
             "pair": self.pair,
             "seq": self.seq,
             "synced": self._synced,
-            "price_scale": self._price_scale,
-            "amount_scale": self._amount_scale,
+            "price_scale": self._scale[0],
+            "amount_scale": self._scale[1],
             "bids": self._side_text(1),
             "asks": self._side_text(0),
         }
@@ -491,12 +489,12 @@ cdef class Book:
     cdef list _side_text(self, int side):
         cdef Py_ssize_t i
         cdef const int64_t* lv = side_rows(&self._sides[side])
-        return [(_units_text(lv[2 * i], self._price_scale), _units_text(lv[2 * i + 1], self._amount_scale))
+        return [(_units_text(lv[2 * i], self._scale[0]), _units_text(lv[2 * i + 1], self._scale[1]))
                 for i in range(self._sides[side].n)]
 
     def __repr__(self):
         return (f"<Book {self.pair} seq={self.seq} {'synced' if self._synced else 'not synced'} "
-                f"bids={self._sides[1].n} asks={self._sides[0].n} scales={self._price_scale}/{self._amount_scale}>")
+                f"bids={self._sides[1].n} asks={self._sides[0].n} scales={self._scale[0]}/{self._scale[1]}>")
 
 
 @cython.final
@@ -555,7 +553,7 @@ cdef class BookSet:
         cdef Book book
         cdef uint64_t parses
         cdef const PairSlot* slot
-        if parse_frame(ps, buf, size, &self._index):
+        if parse_frame(ps, buf, size, &self._index, NULL):
             raise _frame_error(ps, None)
         if ps.type != 431 and ps.type != 432:
             return _NOT_A_BOOK_FRAME
@@ -573,7 +571,7 @@ cdef class BookSet:
         if ps.parses != parses:
             # Making the Book ran the garbage collector, and a finalizer (or another thread)
             # applied a frame into the scratch area: read this (unchanged) frame again.
-            parse_frame(ps, buf, size, NULL)
+            parse_frame(ps, buf, size, NULL, NULL)
         status = book._commit(ps)       # raises before the book is kept
         self._add(book)
         return book._results[status]
@@ -585,6 +583,7 @@ cdef class BookSet:
         entry.name = PyBytes_AS_STRING(book._pair_bytes)
         entry.name_len = PyBytes_GET_SIZE(book._pair_bytes)
         entry.sides = book._sides
+        entry.scale = book._scale
         try:
             index_add(&self._index, &entry, len(self._books))
         except MemoryError:

@@ -11,7 +11,7 @@ cdef enum:
     MAX_PAIR = 64           # longest pair name, in bytes
 
 ctypedef struct Change:
-    Num price           # parsed; converted to units in .price.mant at commit
+    Num price           # parsed, maybe prescaled (see _prescale); units in .price.mant at commit
     Num amount
     int cp              # 0, 1 or 3 (entries of a 431 are given cp 1)
     Py_ssize_t offset   # byte offset of the entry's '{'
@@ -30,8 +30,8 @@ ctypedef struct Parsed:
     Change* changes[2]          # [0] asks (AO), [1] bids (BO)
     Py_ssize_t n[2]
     Py_ssize_t cap[2]
-    int max_price_dec
-    int max_amount_dec
+    int scale[2]                # the book's price and amount scales when the reader knows them, else -1
+    Py_ssize_t unscaled         # values the reader could not prescale to them
     # error place
     int err
     const char* detail
@@ -482,13 +482,17 @@ cdef int _grow_changes(Parsed* ps, int side) noexcept nogil:
     return 0
 
 
-cdef inline void _count_decimals(const Change* ch, int* max_price_dec, int* max_amount_dec) noexcept nogil:
-    """Keep the frame's largest decimal places (as written) of prices and of amounts: the
-    commit compares them with the book's scales to see whether it must rescale."""
-    if ch.price.dec > max_price_dec[0]:
-        max_price_dec[0] = ch.price.dec
-    if ch.amount.dec > max_amount_dec[0]:
-        max_amount_dec[0] = ch.amount.dec
+cdef inline bint _prescale(Num* n, int scale) noexcept nogil:
+    """Write n with scale decimal places (the same value, (15, 1) -> (1500, 3) at scale 3), so
+    that its mantissa is its units at that scale. False, n unchanged, if it has more decimal places
+    or the units do not fit int64 (and for scale -1): the commit then does the general conversion,
+    which rescales or names the error."""
+    cdef int k = scale - n.dec
+    if k < 0 or n.mant > MAXMUL[k]:
+        return False
+    n.mant *= POW10[k]
+    n.dec = scale
+    return True
 
 
 cdef int _level(Parsed* ps, Change* ch, bint diff) noexcept nogil:
@@ -569,7 +573,7 @@ cdef int _level(Parsed* ps, Change* ch, bint diff) noexcept nogil:
 
 
 cdef int settle_decimals(Parsed* ps, int scale, bint amounts) noexcept nogil:
-    """Before a rescale: normalize the prices (or amounts) written with more than scale
+    """For the general conversion: normalize the prices (or amounts) written with more than scale
     decimal places ("1.50" has one real decimal place) and return the largest real count."""
     cdef int side, top = 0
     cdef Py_ssize_t k
@@ -690,7 +694,8 @@ cdef int _levels(Parsed* ps, int side, bint diff) noexcept nogil:
     cdef const unsigned char* end = ps.end
     cdef const unsigned char* start = ps.start
     cdef Py_ssize_t room
-    cdef int max_price_dec = 0, max_amount_dec = 0
+    cdef int price_scale = ps.scale[0], amount_scale = ps.scale[1]
+    cdef Py_ssize_t unscaled = 0
     ps.err_side = side
     _ws(ps)
     if ps.p >= ps.end:
@@ -736,7 +741,7 @@ cdef int _levels(Parsed* ps, int side, bint diff) noexcept nogil:
             if rc:
                 return rc
             p = ps.p
-        _count_decimals(ch, &max_price_dec, &max_amount_dec)
+        unscaled += not (_prescale(&ch.price, price_scale) and _prescale(&ch.amount, amount_scale))
         i += 1
         ch += 1
         if p < end and p[0] == b',':
@@ -752,10 +757,7 @@ cdef int _levels(Parsed* ps, int side, bint diff) noexcept nogil:
         return _fail(ps, E_END if p >= end else E_SYNTAX, p, "',' or ']' after a level")
     ps.p = p + 1
     ps.n[side] = i
-    if max_price_dec > ps.max_price_dec:
-        ps.max_price_dec = max_price_dec
-    if max_amount_dec > ps.max_amount_dec:
-        ps.max_amount_dec = max_amount_dec
+    ps.unscaled += unscaled
     ps.err_side = -1
     ps.err_field = F_NONE
     return 0
@@ -815,7 +817,7 @@ cdef int _layout_frame(Parsed* ps, const void* index) noexcept nogil:
     general reading would fill it, or 1 for any other frame, valid or not: parse_frame then reads
     it again the general way, which also names what is wrong. Accepts a subset of what the
     general reading accepts, with the same result. Given a BookSet's PairIndex, it looks the pair
-    up as soon as it has read PS and sets ps.book (see index_route).
+    up as soon as it has read PS and sets ps.book and ps.scale (see index_route).
     """
     cdef const unsigned char* end = ps.end
     cdef const unsigned char* q
@@ -826,6 +828,7 @@ cdef int _layout_frame(Parsed* ps, const void* index) noexcept nogil:
     cdef const unsigned char* digits
     cdef uint64_t cs = 0
     cdef bint diff, cs_neg
+    cdef const PairSlot* slot
     # the header [43x,{"CS": then CS, up to 16 digits, whose reader needs 18 readable bytes
     if end - ps.start < 64:
         return 1
@@ -840,7 +843,11 @@ cdef int _layout_frame(Parsed* ps, const void* index) noexcept nogil:
         return 1
     q = _plain_pair(_lit(q, end, b',"PS":', 6), end, &ps_s, &ps_n)
     if index != NULL and ps_s != NULL:
-        ps.book = index_route(index, ps_s, ps_n)        # its memory comes into cache as we read on
+        slot = index_route(index, ps_s, ps_n)           # its memory comes into cache as we read on
+        if slot != NULL:
+            ps.book = slot.book
+            ps.scale[0] = slot.scale[0]
+            ps.scale[1] = slot.scale[1]
     q = _lit(q, end, b',"AO":', 6)
     if q == NULL:
         return 1
@@ -877,7 +884,7 @@ cdef int _layout_frame(Parsed* ps, const void* index) noexcept nogil:
     return 0
 
 
-cdef inline void _begin(Parsed* ps, const unsigned char* buf, Py_ssize_t size) noexcept nogil:
+cdef inline void _begin(Parsed* ps, const unsigned char* buf, Py_ssize_t size, const int* scale) noexcept nogil:
     ps.start = buf
     ps.p = buf
     ps.end = buf + size
@@ -891,16 +898,23 @@ cdef inline void _begin(Parsed* ps, const unsigned char* buf, Py_ssize_t size) n
     ps.pair_len = 0
     ps.n[0] = 0
     ps.n[1] = 0
-    ps.max_price_dec = 0
-    ps.max_amount_dec = 0
+    ps.unscaled = 0
     ps.type = 0
     ps.book = NULL
+    if scale != NULL:
+        ps.scale[0] = scale[0]
+        ps.scale[1] = scale[1]
+    else:
+        ps.scale[0] = -1
+        ps.scale[1] = -1
 
 
-cdef int parse_frame(Parsed* ps, const unsigned char* buf, Py_ssize_t size, const void* index) noexcept nogil:
+cdef int parse_frame(Parsed* ps, const unsigned char* buf, Py_ssize_t size, const void* index,
+                     const int* scale) noexcept nogil:
     """Parse one frame into ps. On success ps.type tells what it is: 431/432 with the payload
     read (cs, pair, changes), or any other integer for frames that are not book frames. Given a
-    BookSet's PairIndex, ps.book may be set to the pair's book (see _layout_frame)."""
+    BookSet's PairIndex, ps.book may be set to the pair's book (see _layout_frame). Given the
+    book's scales (or the routed book's), the values are prescaled to them (see _prescale)."""
     cdef Num num
     cdef int rc, key, seen = 0
     cdef bint more = True, diff
@@ -910,10 +924,10 @@ cdef int parse_frame(Parsed* ps, const unsigned char* buf, Py_ssize_t size, cons
     cdef const unsigned char* payload_at
     cdef const unsigned char* value_at
     ps.parses += 1
-    _begin(ps, buf, size)
+    _begin(ps, buf, size, scale)
     if _layout_frame(ps, index) == 0:           # the exchange's layout; any other frame, valid or not:
         return 0
-    _begin(ps, buf, size)               # read the general way, which also names what is wrong
+    _begin(ps, buf, size, scale)        # read the general way, which also names what is wrong
 
     _ws(ps)
     if ps.p >= ps.end or ps.p[0] != b'[':

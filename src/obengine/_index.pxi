@@ -15,6 +15,7 @@ ctypedef struct PairSlot:
     const char* name                # the book's pair name (the buffer of its bytes object)
     Py_ssize_t name_len
     const Side* sides               # the book's [asks, bids] (inside the book, which never moves)
+    const int* scale                # the book's [price, amount] scales (likewise)
 
 ctypedef struct PairIndex:
     PairSlot* slots
@@ -47,8 +48,8 @@ cdef inline const PairSlot* index_find(const PairIndex* ix, const unsigned char*
     return NULL
 
 
-cdef PyObject* index_route(const void* index, const unsigned char* name, Py_ssize_t n) noexcept nogil:
-    """For the frame reader: the book of the pair name (borrowed) or NULL, and a hint to the CPU
+cdef const PairSlot* index_route(const void* index, const unsigned char* name, Py_ssize_t n) noexcept nogil:
+    """For the frame reader: the slot of the pair name or NULL, and a hint to the CPU
     to fetch what applying the frame will read: the book's first fields and, on each side, the
     first TOP rows and the last TOP (see side_find). A hint changes nothing."""
     cdef const PairSlot* slot = index_find(<const PairIndex*>index, name, n)
@@ -69,7 +70,7 @@ cdef PyObject* index_route(const void* index, const unsigned char* name, Py_ssiz
         __builtin_prefetch(<const char*>s.lv + min(first + 64, block - 1))
         __builtin_prefetch(<const char*>s.lv + max(last - 127, 0))
         __builtin_prefetch(<const char*>s.lv + last)
-    return slot.book
+    return slot
 
 
 cdef inline void _index_put(PairIndex* ix, const PairSlot* entry) noexcept nogil:
