@@ -218,10 +218,12 @@ cdef inline const unsigned char* _padded_decimal(const unsigned char* q, Num* ou
 
     The usual numbers, up to 7 integer and 8 fraction digits, take two loads made at once: the
     fraction is cut out of the loaded bytes rather than loaded again from where the integer part
-    ends, and at most 15 digits need no overflow check. Longer ones go to _padded_decimal_long.
+    ends, and at most 15 digits need no overflow check. When all the digits fit in eight (most
+    prices), the integer and fraction digits are joined in one word and converted once. Longer
+    numbers go to _padded_decimal_long.
     Reads at most 34 bytes from q.
     """
-    cdef uint64_t a = _load8(q), b = _load8(q + 8), f, mant = 0
+    cdef uint64_t a = _load8(q), b = _load8(q + 8), f, ints = 0, mant
     cdef int k, kf
     if q[0] == b'0':                        # "0" or "0.xxx" (most amounts): no integer digits to read
         k = 1
@@ -231,22 +233,26 @@ cdef inline const unsigned char* _padded_decimal(const unsigned char* q, Num* ou
         k = _leading_digits(a)
         if k == 0 or k == 8:                # no digit, or a long integer part
             return _padded_decimal_long(q, out)
-        mant = _eight_value(a << (64 - 8 * k))
+        ints = a << (64 - 8 * k)            # the integer digits, last one in the top byte
     out.neg = False
     if ((a >> (8 * k)) & 0xFF) != b'.':     # byte k (k <= 7): an integer
-        out.mant = <int64_t>mant
+        out.mant = <int64_t>_eight_value(ints)
         out.dec = 0
         return q + k
     f = ((a >> (8 * k)) >> 8) | (b << (56 - 8 * k))    # the eight bytes after the '.'
     kf = _leading_digits(f)
-    if kf == 8:                             # eight fraction digits (an amount's usual)
+    if kf == 0:                             # "1." is not a number
+        return NULL
+    if k + kf <= 8:                         # all the digits in one word (most prices): one conversion
+        mant = _eight_value((ints >> (8 * kf)) | (f << (64 - 8 * kf)))
+    elif kf == 8:                           # eight fraction digits (an amount's usual)
         if _is_digit(q[k + 9]):
             return _padded_decimal_long(q, out)
-        mant = mant * 100000000 + _eight_value(f)
-    elif kf:
-        mant = mant * <uint64_t>POW10[kf] + _eight_value(f << (64 - 8 * kf))
-    else:                                   # "1." is not a number
-        return NULL
+        mant = _eight_value(f)
+        if ints:
+            mant += _eight_value(ints) * 100000000
+    else:
+        mant = _eight_value(ints) * <uint64_t>POW10[kf] + _eight_value(f << (64 - 8 * kf))
     out.mant = <int64_t>mant
     out.dec = kf
     return q + k + 1 + kf
