@@ -909,6 +909,26 @@ cdef inline void _begin(Parsed* ps, const unsigned char* buf, Py_ssize_t size, c
         ps.scale[1] = -1
 
 
+cdef extern from *:
+    void __builtin_prefetch(const void*) nogil
+
+
+cdef enum:
+    PREFETCH_BYTES = 1024   # how much of a frame _prefetch_frame asks for: 16 cache lines
+
+
+cdef inline void _prefetch_frame(const unsigned char* buf, Py_ssize_t size) noexcept nogil:
+    """Ask the CPU to fetch the frame's cache lines (its first PREFETCH_BYTES) all at once. A
+    feed's frames are seldom still cached when they are applied (a stream of 40,000 frames of
+    380 pairs is 22 MB), and the reader needs each line in turn: asked for together, their
+    fetches overlap instead of following one another. That is a typical 432 whole (500-700
+    bytes); the CPU's own prefetcher streams the rest of a bigger frame (asking for 4 KB up front
+    made 100-level snapshots about 2% slower). A hint changes nothing."""
+    cdef Py_ssize_t at
+    for at in range(64, min(size, PREFETCH_BYTES), 64):
+        __builtin_prefetch(buf + at)
+
+
 cdef int parse_frame(Parsed* ps, const unsigned char* buf, Py_ssize_t size, const void* index,
                      const int* scale) noexcept nogil:
     """Parse one frame into ps. On success ps.type tells what it is: 431/432 with the payload
@@ -924,6 +944,7 @@ cdef int parse_frame(Parsed* ps, const unsigned char* buf, Py_ssize_t size, cons
     cdef const unsigned char* payload_at
     cdef const unsigned char* value_at
     ps.parses += 1
+    _prefetch_frame(buf, size)
     _begin(ps, buf, size, scale)
     if _layout_frame(ps, index) == 0:           # the exchange's layout; any other frame, valid or not:
         return 0

@@ -6,9 +6,6 @@
 # the frame: with hundreds of books, and other processes sharing the caches, a book is seldom
 # still cached when its next frame comes.
 
-cdef extern from *:
-    void __builtin_prefetch(const void*) nogil
-
 ctypedef struct PairSlot:
     uint64_t hash
     PyObject* book                  # borrowed (the BookSet's dict holds it); NULL: an empty slot
