@@ -55,7 +55,9 @@ def test_demo_runs_checks_the_books_and_prints_them_with_throughput() -> None:
     assert "check: OK, all 4 books equal the simulator's truth exactly" in out
     # the top 5 levels of the first two books, exact decimals from the simulator's truth
     sim = FeedSimulator.many(4, seed=7)
-    sim.frames(600)
+    frames = sim.frames(600)
+    levels = sum(frame.count(b'"P":') for frame in frames)   # every snapshot level and change entry
+    assert f"obengine demo: 600 frames, {levels} levels (431 entries and 432 changes), 4 books" in out
     for pair in ("BTCTRY", "ETHTRY"):
         bids, asks = sim.levels(pair)
         rows = table_rows(out, pair)
@@ -65,7 +67,7 @@ def test_demo_runs_checks_the_books_and_prints_them_with_throughput() -> None:
         assert f"{pair}  seq {sim.seq(pair)}  100 bids / 100 asks" in out
     assert "LTCTRY  seq" not in out  # --show defaults to 2 books
     # throughput: the engine and json.loads on the same frames
-    assert "frames/s" in out and "changes/s" in out and "ns/frame" in out
+    assert "frames/s" in out and "levels/s" in out and "ns/frame" in out
     assert "obengine parses and applies in" in out
     assert re.search(r"^  obengine BookSet\.apply +[\d,]+ +[\d,]+ +[\d,]+", out, re.M)
     assert re.search(r"^  json\.loads alone +[\d,]+ +[\d,]+ +[\d,]+ +[\d.]+x$", out, re.M)

@@ -241,11 +241,11 @@ def _demo(args: argparse.Namespace) -> int:
     sim = FeedSimulator.many(args.pairs, seed=args.seed, profile=args.profile)
     frames = sim.frames(args.frames)
     generated_ns = time.perf_counter_ns() - start
-    changes = sum(frame.count(b'"P":') for frame in frames)
+    levels = sum(frame.count(b'"P":') for frame in frames)     # snapshot levels and change entries
     size = sum(len(frame) for frame in frames)
     log.debug(
-        "generated in %.2f s (%.0f frames/s); %d level changes, %.1f MB",
-        generated_ns / 1e9, len(frames) / (generated_ns / 1e9), changes, size / 1e6,
+        "generated in %.2f s (%.0f frames/s); %d levels, %.1f MB",
+        generated_ns / 1e9, len(frames) / (generated_ns / 1e9), levels, size / 1e6,
     )
 
     # 1. apply every frame, keeping each status
@@ -265,7 +265,8 @@ def _demo(args: argparse.Namespace) -> int:
 
     # 2. show a few books
     print(
-        f"obengine demo: {len(frames)} frames, {changes} level changes, {len(seen)} books "
+        f"obengine demo: {len(frames)} frames, {levels} levels (431 entries and 432 changes), "
+        f"{len(seen)} books "
         f"(profile {args.profile}, seed {args.seed})"
     )
     for pair in seen[: args.show]:
@@ -321,14 +322,14 @@ def _demo(args: argparse.Namespace) -> int:
     timings = [(name, _time_ns(run, args.repeat)) for name, run in paths]
     engine_ns = timings[0][1]
     print()
-    print(f"throughput on the same {len(frames)} frames ({changes} level changes), best of "
+    print(f"throughput on the same {len(frames)} frames ({levels} levels), best of "
           f"{args.repeat}:")
-    header = ("path", "frames/s", "changes/s", "ns/frame", "engine time / path time")
+    header = ("path", "frames/s", "levels/s", "ns/frame", "engine time / path time")
     rows = [
         (
             name,
             f"{len(frames) / (ns / 1e9):,.0f}",
-            f"{changes / (ns / 1e9):,.0f}",
+            f"{levels / (ns / 1e9):,.0f}",
             f"{ns / len(frames):,.0f}",
             "" if i == 0 else f"{engine_ns / ns:.2f}x",
         )
