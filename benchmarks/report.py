@@ -42,8 +42,6 @@ def _ratio(x: float | None) -> str:
     return f"{x:.3f}" if x < 1 else f"{x:.2f}" if x < 10 else f"{x:.1f}"
 
 
-
-
 class Table:
     def __init__(self, markdown: bool, headers: list[str], align: str) -> None:
         self.markdown, self.headers, self.align = markdown, headers, align

@@ -207,6 +207,13 @@ def _result(book: Any, frame: str) -> tuple[Any, Any]:
         return re.sub(r"line \d+ column \d+ \(char \d+\)", "line # column # (char #)", reason), state(book)
 
 
+def _result_on_base_book(make_book: Any, frame: str) -> tuple[Any, Any]:
+    """_result on a fresh base book (CS 100)."""
+    b = make_book()
+    b.apply(f431(100, BASE_ASKS, BASE_BIDS))
+    return _result(b, frame)
+
+
 def exchange_frame(asks: str, bids: str, channel: str) -> str:
     return (
         f'[432,{{"CS":101,"PS":"BTCTRY","AO":[{asks}],"BO":[{bids}],'
@@ -223,10 +230,7 @@ def test_the_exchange_layout_reads_as_the_general_reading_at_every_distance_from
     make_book: Any, asks: str, bids: str
 ) -> None:
     def result(frame: str) -> tuple[Any, Any]:
-        """_result on the base book."""
-        b = make_book()
-        b.apply(f431(100, BASE_ASKS, BASE_BIDS))
-        return _result(b, frame)
+        return _result_on_base_book(make_book, frame)
 
     base = result('[432,{"CS":100,"PS":"BTCTRY"}]')[1]     # stale: the base book, unchanged
     for n in range(0, 300):
@@ -304,10 +308,4 @@ def test_a_level_in_any_order_or_broken_part_way_reads_as_the_general_reading(
         f'[{kind},{{"CS":101,"PS":"BTCTRY","AO":[{level},{level}],"BO":[{{"A":"1","P":"2149995"}}],'
         f'"channel":"obdiff","event":"BTCTRY","type":{kind}}}]'
     )
-
-    def result(frame: str) -> tuple[Any, Any]:
-        b = make_book()
-        b.apply(f431(100, BASE_ASKS, BASE_BIDS))
-        return _result(b, frame)
-
-    assert result(frame) == result(frame.replace('{"', '{ "'))
+    assert _result_on_base_book(make_book, frame) == _result_on_base_book(make_book, frame.replace('{"', '{ "'))

@@ -297,7 +297,7 @@ cdef class Book:
                 self._synced = False
                 return ST_GAP
         # 1. every value of the frame in units at the new scales. The reader has done it already
-        #    (prescaled them) when it read the frame at this book's scales and every value fitted.
+        #    when it read the frame at this book's scales and every value fitted (see _levels).
         new_scale[0] = self._scale[0]
         new_scale[1] = self._scale[1]
         if ps.unscaled or ps.scale[0] != new_scale[0] or ps.scale[1] != new_scale[1]:
@@ -307,9 +307,9 @@ cdef class Book:
                 changes = ps.changes[side]      # a local: the stores below might alias ps, for all C knows
                 for k in range(ps.n[side]):
                     c = changes + k
-                    if not to_units(&c.price, new_scale[0], &c.price.mant):
+                    if not to_scale(&c.price, new_scale[0]):
                         self._convert_error(ps, side, k, F_P, new_scale[0])
-                    if not to_units(&c.amount, new_scale[1], &c.amount.mant):
+                    if not to_scale(&c.amount, new_scale[1]):
                         self._convert_error(ps, side, k, F_A, new_scale[1])
         grow[0] = new_scale[0] - self._scale[0]
         grow[1] = new_scale[1] - self._scale[1]

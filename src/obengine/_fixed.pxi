@@ -187,7 +187,7 @@ cdef inline const unsigned char* _digits(const unsigned char* q, const unsigned 
 # when that many remain, else a zero-padded copy of its tail): a zero byte matches nothing a
 # reader looks for, so a value cut by the end of the frame fails like any other mismatch.
 cdef enum:
-    PAD = 128       # bytes a padded reader may read, counted from where it starts (bound in _padded_level)
+    PAD = 128       # bytes a padded reader may read, counted from where it starts (bound in _padded_level_any)
 
 
 cdef inline const unsigned char* _padded_digits(const unsigned char* q, uint64_t* mant) noexcept nogil:
@@ -356,13 +356,13 @@ cdef inline bint integral(Num* n) noexcept nogil:
     return n.dec == 0
 
 
-cdef inline bint to_units(const Num* n, int scale, int64_t* units) noexcept nogil:
-    """units = value * 10**scale, for n.dec <= scale; False if it does not fit int64."""
+cdef inline bint to_scale(Num* n, int scale) noexcept nogil:
+    """Write n with scale decimal places: the same value, (15, 1) -> (1500, 3) at scale 3, so that
+    its mantissa is its units at that scale. False, n unchanged, if it has more decimal places
+    (always, for scale -1) or the units do not fit int64."""
     cdef int k = scale - n.dec
-    if k == 0:
-        units[0] = n.mant
-        return True
-    if n.mant > MAXMUL[k]:
+    if k < 0 or n.mant > MAXMUL[k]:
         return False
-    units[0] = n.mant * POW10[k]
+    n.mant *= POW10[k]
+    n.dec = scale
     return True
