@@ -6,7 +6,9 @@ Environment switches (read at build time):
                        process with a report. The core works on raw pointers, so this, not
                        Cython's boundscheck, is what checks it. Run the tests under it with
                        LD_PRELOAD="$(gcc -print-file-name=libasan.so)" ASAN_OPTIONS=detect_leaks=0
-                       (CI does).
+                       (CI does). -fno-wrapv: Python's own CFLAGS, which come first, hold -fwrapv,
+                       which defines signed overflow as wrapping and so switches UBSan's check of
+                       it off (tests/test_found_by_fuzzing.py shows both).
   OBENGINE_ANNOTATE=1  write Cython's HTML annotation next to the sources (shows Python
                        interaction on the hot path).
 """
@@ -31,14 +33,13 @@ directives = {
     "always_allow_keywords": False,     # one-argument methods (apply) take the METH_O fast call
 }
 
+# Read by tests/test_found_by_fuzzing.py (from this file's text): keep it one literal list.
+DEBUG_COMPILE_ARGS = ["-O1", "-g", "-fno-omit-frame-pointer", "-fno-wrapv", "-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
+
 extension = Extension(
     "obengine._core",
     ["src/obengine/_core.pyx"],
-    extra_compile_args=(
-        ["-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
-        if DEBUG
-        else ["-O3"]
-    ),
+    extra_compile_args=DEBUG_COMPILE_ARGS if DEBUG else ["-O3"],
     extra_link_args=["-fsanitize=address,undefined"] if DEBUG else [],
     define_macros=[("CYTHON_TRACE", "0")],
 )

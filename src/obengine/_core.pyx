@@ -17,7 +17,8 @@ every value, checks any rescale and reserves room, and only then commits; the co
 fail. The scratch area is module-wide: the core is used under the GIL and never releases it, and
 between parsing and committing it allocates no object the garbage collector tracks (a collection
 could run a finalizer, and that another thread's apply), except the Book for a new pair, after
-which it parses the frame again if anything else was parsed meanwhile.
+which it parses the frame again if anything else was parsed meanwhile (and, if that was a frame of
+the same new pair, applies this one to the book it made: a pair never gets two books).
 
 This module knows nothing of sockets, clocks or files.
 """
@@ -123,7 +124,9 @@ cdef const unsigned char* _acquire_other(object frame, Py_buffer* view, Py_ssize
         try:
             s = PyUnicode_AsUTF8AndSize(frame, size)
         except UnicodeEncodeError as e:     # a lone surrogate: no UTF-8 exists for it
-            raise _FrameError(f"the str cannot be encoded as UTF-8: {e.reason}", offset=e.start) from None
+            # the offset is in bytes of UTF-8, as for any frame: that of the text before it
+            offset = len(frame[:e.start].encode("utf-8"))
+            raise _FrameError(f"the str cannot be encoded as UTF-8: {e.reason}", offset=offset) from None
         return <const unsigned char*>s
     PyObject_GetBuffer(frame, view, PyBUF_SIMPLE)
     held[0] = True
@@ -273,7 +276,7 @@ cdef class Book:
         if ps.pair_len != len(self._pair_bytes) or memcmp(ps.pair, <const char*>self._pair_bytes, ps.pair_len):
             got = (<const char*>ps.pair)[:ps.pair_len].decode("utf-8", "replace")
             ps.err = E_WRONG_PAIR
-            ps.err_pos = ps.pair - ps.start
+            ps.err_pos = ps.pair_pos
             raise _frame_error(ps, self.pair, f"got {got!r}")
         return _STATUS[self._commit(ps)]
 
@@ -564,20 +567,30 @@ cdef class BookSet:
         if slot != NULL:
             book = <Book>slot.book
             return book._results[book._commit(ps)]
+        parses = ps.parses
         pair = PyUnicode_DecodeUTF8(<const char*>ps.pair, ps.pair_len, NULL)
         price_scale, amount_scale = self._scales.get(pair, (0, 0))
-        parses = ps.parses
         book = Book(pair, price_scale, amount_scale)
         if ps.parses != parses:
             # Making the Book ran the garbage collector, and a finalizer (or another thread)
-            # applied a frame into the scratch area: read this (unchanged) frame again.
+            # applied a frame into the scratch area: read this (unchanged) frame again. That
+            # frame may have been of this very pair and created its book: then this frame goes
+            # to that book, and the one made here is dropped, never seen by the index.
             parse_frame(ps, buf, size, NULL, NULL)
+            slot = index_find(&self._index, ps.pair, ps.pair_len)
+            if slot != NULL:
+                book = <Book>slot.book
+                return book._results[book._commit(ps)]
         status = book._commit(ps)       # raises before the book is kept
         self._add(book)
         return book._results[status]
 
     cdef int _add(self, Book book) except -1:
+        """Keep a new book and index it. The index borrows the book from the dict, so a pair is
+        never added twice: replacing its dict entry would free a book the index points at."""
         cdef PairSlot entry
+        if book.pair in self._books:
+            raise RuntimeError(f"BookSet: a second book for {book.pair!r} (re-entrant apply)")
         self._books[book.pair] = book
         entry.book = <PyObject*>book
         entry.name = PyBytes_AS_STRING(book._pair_bytes)

@@ -27,6 +27,7 @@ ctypedef struct Parsed:
     int64_t cs
     const unsigned char* pair   # points into the frame, or into psbuf/evbuf when escaped
     Py_ssize_t pair_len
+    Py_ssize_t pair_pos         # byte offset in the frame of the pair's string (its opening quote)
     Change* changes[2]          # [0] asks (AO), [1] bids (BO)
     Py_ssize_t n[2]
     Py_ssize_t cap[2]
@@ -766,6 +767,16 @@ cdef int _pair_value(Parsed* ps, const unsigned char** s, Py_ssize_t* n,
     return _fail(ps, E_TYPE, ps.p, "a string or null")
 
 
+cdef inline void _name_pair(Parsed* ps, const unsigned char* s, Py_ssize_t n,
+                            const unsigned char* at) noexcept nogil:
+    """The pair as far as the general reading has read it (PS, else event), so that an error
+    later in the frame names it; a name of the wrong length names nothing."""
+    if 0 < n <= MAX_PAIR:
+        ps.pair = s
+        ps.pair_len = n
+        ps.pair_pos = at - ps.start
+
+
 cdef inline const unsigned char* _lit(const unsigned char* p, const unsigned char* end,
                                      const char* text, Py_ssize_t n) noexcept nogil:
     """The address past text (n bytes) if the frame has it at p, else NULL (also for p NULL)."""
@@ -870,6 +881,7 @@ cdef int _layout_frame(Parsed* ps, const void* index) noexcept nogil:
     ps.has_cs = True
     ps.pair = ps_s
     ps.pair_len = ps_n
+    ps.pair_pos = ps_s - 1 - ps.start       # a plain string's value starts after its quote
     ps.p = end
     return 0
 
@@ -886,6 +898,7 @@ cdef inline void _begin(Parsed* ps, const unsigned char* buf, Py_ssize_t size, c
     ps.has_cs = False
     ps.pair = NULL
     ps.pair_len = 0
+    ps.pair_pos = 0
     ps.n[0] = 0
     ps.n[1] = 0
     ps.unscaled = 0
@@ -933,6 +946,8 @@ cdef int parse_frame(Parsed* ps, const unsigned char* buf, Py_ssize_t size, cons
     cdef Py_ssize_t ps_n = 0, ev_n = 0
     cdef const unsigned char* payload_at
     cdef const unsigned char* value_at
+    cdef const unsigned char* ps_at = NULL
+    cdef const unsigned char* ev_at = NULL
     ps.parses += 1
     _prefetch_frame(buf, size)
     _begin(ps, buf, size, scale)
@@ -1014,9 +1029,15 @@ cdef int parse_frame(Parsed* ps, const unsigned char* buf, Py_ssize_t size, cons
                     ps.cs = -num.mant if num.neg else num.mant
                     ps.has_cs = True
         elif key == K_PS:
+            ps_at = ps.p
             rc = _pair_value(ps, &ps_s, &ps_n, ps.psbuf, F_PS)
+            if rc == 0 and ps_s != NULL:
+                _name_pair(ps, ps_s, ps_n, ps_at)
         elif key == K_EVENT:
+            ev_at = ps.p
             rc = _pair_value(ps, &ev_s, &ev_n, ps.evbuf, F_EVENT)
+            if rc == 0 and ev_s != NULL and ps_s == NULL:
+                _name_pair(ps, ev_s, ev_n, ev_at)
         elif key == K_AO:
             rc = _levels(ps, 0, diff)
         elif key == K_BO:
@@ -1039,10 +1060,12 @@ cdef int parse_frame(Parsed* ps, const unsigned char* buf, Py_ssize_t size, cons
     if ps_s != NULL:
         ps.pair = ps_s
         ps.pair_len = ps_n
+        ps.pair_pos = ps_at - ps.start
         ps.err_field = F_PS
     elif ev_s != NULL:
         ps.pair = ev_s
         ps.pair_len = ev_n
+        ps.pair_pos = ev_at - ps.start
         ps.err_field = F_EVENT
     else:
         ps.err_field = F_NONE
