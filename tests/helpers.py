@@ -39,11 +39,11 @@ def f431(
 
 
 def _entry(level: Sequence[Any]) -> dict[str, Any]:
+    """A 432 entry in the exchange's member order: CP, P, A."""
     p, a, cp = level
-    entry: dict[str, Any] = {"P": p}
+    entry: dict[str, Any] = {"CP": cp, "P": p}
     if a is not None:
         entry["A"] = a
-    entry["CP"] = cp
     return entry
 
 

@@ -186,7 +186,17 @@ def test_nesting_up_to_256_levels_is_accepted_and_257_is_a_frame_error(book: Any
 # with unchecked loads over the frame's bytes or, within 128 bytes of its end, over a zero-padded
 # copy of its tail. Whatever they accept must come out exactly as from the general reading, which
 # takes the same frame once "{ " breaks the layout. Varying the length of "channel" (after the
-# levels) puts the last levels at every distance from the end of the frame.
+# levels) puts the last levels at every distance from the end of the frame. The levels come in
+# the exchange's order (CP, P, A, canonical numbers) and in the order the simulator used to write
+# (CP, A, P, fixed width), with a few others mixed in.
+REAL_TAIL_ASKS = (
+    '{"CP":0,"P":"2150010","A":"0.00012486"},{"CP":1,"A":"12.5","P":"2150030"},'
+    '{"CP":3,"P":"2150020","A":"1.25"},{"P":"2150040","CP":1,"A":"1234567.12345678"}'
+)
+REAL_TAIL_BIDS = (
+    '{"CP":1,"P":"2149980","A":"999999.99999999"},{"CP":0,"P":"2150000","A":"0.1"},'
+    '{"CP":3,"P":"2149990","A":"0.000249498098"}'
+)
 TAIL_ASKS = (
     '{"CP":0,"A":"0.00012486","P":"2150010"},{"CP":1,"P":"2150030","A":"12.5"},'
     '{"CP":3,"A":"1.25","P":"2150020"},{"A":"1234567890.12345678","CP":1,"P":"2150040"}'
@@ -223,8 +233,9 @@ def exchange_frame(asks: str, bids: str, channel: str) -> str:
 
 @pytest.mark.parametrize(
     ("asks", "bids"),
-    [(TAIL_ASKS, TAIL_BIDS), (TAIL_ASKS, ""), ("", TAIL_BIDS)],
-    ids=["both-sides", "asks-last", "bids-only"],
+    [(REAL_TAIL_ASKS, REAL_TAIL_BIDS), (REAL_TAIL_ASKS, ""), ("", REAL_TAIL_BIDS),
+     (TAIL_ASKS, TAIL_BIDS), (TAIL_ASKS, ""), ("", TAIL_BIDS)],
+    ids=["both-sides", "asks-last", "bids-only", "old-both-sides", "old-asks-last", "old-bids-only"],
 )
 def test_the_exchange_layout_reads_as_the_general_reading_at_every_distance_from_the_end(
     make_book: Any, asks: str, bids: str
@@ -266,7 +277,29 @@ def test_the_layout_reads_cs_as_the_general_reading(make_book: Any, cs: str) -> 
 LEVELS_432 = [
     *("{" + ",".join(m) + "}" for m in itertools.permutations(('"CP":1', '"A":"0.7"', '"P":"2150005"'))),
     '{"CP":0,"A":"0.7","P":"2150010"}',
+    '{"CP":0,"P":"2150010","A":"0.7"}',
     '{"CP":3,"P":"2150010"}',
+    '{"CP":1,"P":"2150005"}',
+    '{"CP":3,"P":"2150010","A":"0.7"}',
+    '{"CP":1,"P":"2150005","A":"0.7","A":"0.8"}',
+    '{"CP":1,"P":"2150005","P":"2150006","A":"0.7"}',
+    '{"CP":1,"P":"2150005","A":"0.7","CP":0}',
+    '{"CP":1,"P":"2150005","A":"0.7","X":1}',
+    '{"CP":1,"P":"2150005","X":1,"A":"0.7"}',
+    '{"CP":1,"P":"0","A":"0.7"}',
+    '{"CP":1,"P":"2150005","A":"-0.7"}',
+    '{"CP":1,"P":2150005,"A":"0.7"}',
+    '{"CP":1,"P":"2150005","A":0.7}',
+    '{"CP":1,"P":"2150005.5","A":"0.7"}',
+    '{"CP":1,"P":"2150005","A":"0.7"]',
+    '{"CP":1,"P":"2150005","a":"0.7"}',
+    '{"CP":1,"P":"2150005" ,"A":"0.7"}',
+    '{"CP":1,"P":"2150005","A":"07"}',
+    '{"CP":1,"P":"2150005","A":"0.7" }',
+    '{"CP":1,"P":"2150005","A":"2"}',
+    '{"CP":1,"P":"2150005","A":"0.000249498098"}',
+    '{"CP":1,"P":"2150005","A":"0.70"}',
+    '{"CP":1,"P":"2150005.","A":"0.7"}',
     '{"CP":3,"A":"0.7","P":"2150010"}',
     '{"CP":2,"A":"0.7","P":"2150005"}',
     '{"CP":4,"A":"0.7","P":"2150005"}',

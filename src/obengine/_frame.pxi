@@ -381,7 +381,8 @@ cdef extern from *:
     #define OB_LEVEL8_CP OB_W8('{', '"', 'C', 'P', '"', ':', 0, ',')
     #define OB_LEVEL8_CP_MASK OB_W8(0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0xFF)
     #define OB_SEP8_P OB_W8('"', ',', '"', 'P', '"', ':', '"', 0)
-    #define OB_SEP8_P_MASK OB_W8(0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0)
+    #define OB_SEP8_A OB_W8('"', ',', '"', 'A', '"', ':', '"', 0)
+    #define OB_SEP8_MASK OB_W8(0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0)
     #define OB_HEAD8 OB_W8('[', '4', '3', 0, ',', '{', '"', 'C')
     #define OB_HEAD8_MASK OB_W8(0xFF, 0xFF, 0xFF, 0, 0xFF, 0xFF, 0xFF, 0xFF)
     #define OB_HEAD4_CS OB_W4('C', 'S', '"', ':')
@@ -391,8 +392,9 @@ cdef extern from *:
     const uint32_t KEY4_CP "OB_KEY4_CP"
     const uint64_t LEVEL8_CP "OB_LEVEL8_CP"         # {"CP":?,  (? the digit)
     const uint64_t LEVEL8_CP_MASK "OB_LEVEL8_CP_MASK"
-    const uint64_t SEP8_P "OB_SEP8_P"               # ","P":"   (from an amount's closing quote)
-    const uint64_t SEP8_P_MASK "OB_SEP8_P_MASK"
+    const uint64_t SEP8_P "OB_SEP8_P"               # ","P":"   (from the first number's closing quote)
+    const uint64_t SEP8_A "OB_SEP8_A"               # ","A":"
+    const uint64_t SEP8_MASK "OB_SEP8_MASK"
     const uint64_t HEAD8 "OB_HEAD8"                 # [43?,{"C   (? the last digit of the type)
     const uint64_t HEAD8_MASK "OB_HEAD8_MASK"
     const uint32_t HEAD4_CS "OB_HEAD4_CS"           # CS":      (from the header's 8th byte)
@@ -577,14 +579,16 @@ cdef int settle_decimals(Parsed* ps, int scale, bint amounts) noexcept nogil:
 
 
 cdef inline const unsigned char* _padded_level(const unsigned char* p, Change* ch, bint diff) noexcept nogil:
-    """A level as the exchange writes it, in its order: {"CP":d,"A":"amount","P":"price"} in a 432,
-    {"A":"amount","P":"price"} in a 431, read as a fixed sequence of pieces, each one compare.
-    Other orders go to _padded_level_any; takes and returns what it does (p at the '{', PAD
-    readable bytes) and reads less: at most 74 bytes, as the amount starts at byte 13 and ends
-    by byte 33 (19 digits and a '.'), the price starts by byte 40, and a number's reader reads 34."""
+    """A level as the exchange writes it, in its order: {"CP":d,"P":"price","A":"amount"} in a
+    432, {"A":"amount","P":"price"} in a 431 (#392 and captured frames), read as a fixed sequence
+    of pieces, each one compare. Other orders go to _padded_level_any. Takes and returns what that
+    does (p at the '{', PAD readable bytes) and reads less: at most 74 bytes, as the first number
+    starts at byte 13 and ends by byte 33 (19 digits and a '.'), the second starts by byte 40,
+    and a number's reader reads 34."""
     cdef const unsigned char* q = p + 1
     cdef unsigned int d
     cdef Num* num
+    cdef Num* second
     if diff:
         if (_load8(p) & LEVEL8_CP_MASK) != LEVEL8_CP:
             return _padded_level_any(p, ch, diff)
@@ -593,22 +597,27 @@ cdef inline const unsigned char* _padded_level(const unsigned char* p, Change* c
             return NULL
         ch.cp = d
         q = p + 8
+        if _load4(q) != KEY4_P or q[4] != b'"':
+            return _padded_level_any(p, ch, diff)
+        num = &ch.price
+        second = &ch.amount
     else:
         ch.cp = 1
-    if _load4(q) != KEY4_A or q[4] != b'"':
-        return _padded_level_any(p, ch, diff)
+        if _load4(q) != KEY4_A or q[4] != b'"':
+            return _padded_level_any(p, ch, diff)
+        num = &ch.amount
+        second = &ch.price
     q += 5
-    num = &ch.amount
-    while True:                     # the amount, then the price (one call site: it is inlined)
+    while True:                     # the first number, then the second (one call site: it is inlined)
         q = _padded_decimal(q, num)
         if q == NULL:
             return NULL
-        if num == &ch.price:
+        if num == second:
             break
-        if (_load8(q) & SEP8_P_MASK) != SEP8_P:
+        if (_load8(q) & SEP8_MASK) != (SEP8_A if diff else SEP8_P):
             return _padded_level_any(p, ch, diff)
         q += 7
-        num = &ch.price
+        num = second
     if q[0] != b'"' or q[1] != b'}' or ch.price.mant == 0:
         return NULL
     return q + 2
