@@ -564,4 +564,4 @@ def test_native_bookset_matches_the_model_on_simulated_100_level_streams(profile
             [(int(p * scale[0]), int(a * scale[1])) for p, a in side] for side in (bids, asks)
         ]
         assert list(book.levels()) == as_units
-        assert book.anomalies == 0 and book.synced
+        assert book.anomalies == sim.anomalies(pair) and book.synced

@@ -1,39 +1,84 @@
-"""A seeded simulator of BtcTurk ``obdiff`` streams: realistic 431/432 frames, consistent by
-construction.
+"""A seeded simulator of BtcTurk ``obdiff`` streams: realistic 431/432 frames, written as the
+exchange writes them, consistent by construction.
 
 :class:`FeedSimulator` keeps the true book of every pair it simulates and produces the frames a
 client subscribed to those pairs' ``obdiff`` channels would receive on one socket: for each pair
 one 431 (full book) first, then 432 change sets, pairs interleaved at random. Applying the frames
 in order to an empty :class:`obengine.BookSet` gives exactly :meth:`FeedSimulator.levels`, with
-zero anomalies, no gap and no crossed book (see ``docs/rules.md``). Tests, benchmarks and
-``obengine demo`` use it.
+exactly :meth:`FeedSimulator.anomalies` anomalies per book, no gap and no crossed book (see
+``docs/rules.md``). Tests, benchmarks and ``obengine demo`` use it.
 
 Units. Internally every price and amount is an ``int`` in *units* of the pair's scales:
 ``price_units = price * 10**price_scale``, ``amount_units = amount * 10**amount_scale``, with one
-tick = one price unit. Frames carry them as decimal strings with exactly the scale's number of
-fraction digits (``"0.12300000"`` at amount scale 8, ``"2150000"`` at price scale 0); no float
-ever reaches a frame. The public accessors return :class:`decimal.Decimal` values.
+tick = one price unit (a fine amount, below, is a whole number of units at its own 9 to 12
+places). Each value is written to a decimal string once, when its level or amount is born; no
+float ever reaches a frame. The public accessors return :class:`decimal.Decimal` values.
+
+Spelling (keyword ``spelling``), how the numbers and entries are written; the book evolution
+(prices, amounts, CS, frames and their order) is the same for both, only the text differs:
+
+- ``"exchange"`` (default), what the exchange sends: ``P`` and ``A`` are strings in canonical
+  decimal form, trailing zeros of the fraction stripped and no point for an integer (``"2"``,
+  ``"90"``, ``"436.5"``, ``"0.0092056"``); 431 levels ``{"A":..,"P":..}``, 432 entries
+  ``{"CP":n,"P":..,"A":..}``.
+- ``"fixed"``: fixed width with exactly the scale's fraction digits (``"0.12300000"`` at amount
+  scale 8, ``"2150000"`` at price scale 0); 431 levels ``{"A":..,"P":..}``, 432 entries
+  ``{"CP":n,"A":..,"P":..}``. A fine amount (below) is written with its own exact digits, as
+  exactness wins over width.
+
+Both write compact JSON with the payload keys in the exchange's order ``CS, PS, AO, BO, channel,
+event, type``; ``AO`` and ``BO`` are always present (``[]`` when a side has no change), asks
+ascending and bids descending by price, one entry per price in a frame; ``CS`` and ``CP`` are
+JSON integers.
 
 What a stream looks like:
 
+- A 432 is the *net* difference of the book between the start and the end of the frame's batch
+  of changes: for every price touched in the batch, absent before and present after is a
+  ``CP 1`` with the new amount, present before and absent after a ``CP 3`` carrying the amount
+  the level had before the frame (the last one the stream announced), present before and after
+  with another amount a ``CP 0``; a price whose level is the same before and after gets no
+  entry. Within a batch each level changes at most once (a change drawn at a level the batch
+  has already changed goes to the next unchanged level below it) and a price the batch has
+  emptied is not filled again, so a frame carries its batch's changes nearly one for one; only
+  a level born in the batch and pushed out of the window again leaves no entry.
 - Each side holds a window of ``levels`` price levels (100, as the exchange shows). A level
   entering a full side pushes the worst level out with a ``CP 3``; a level leaving is replaced
   from below (a ``CP 1`` beyond the worst level, as if the deeper book scrolled into view).
-- Most changes are ``CP 0`` amount updates, with the depth of the touched level drawn from a
-  geometric-like distribution (mostly the top few levels); the rest are inserts (``CP 1``, at
-  a free price, possibly inside the spread) and deletes (``CP 3``).
+- Most changes are amount updates, with the depth of the touched level drawn from a
+  geometric-like distribution (mostly the top few levels); the rest are inserts (at a free
+  price, possibly inside the spread) and deletes.
 - The mid price does a mean-reverting random walk: a move up takes out the best asks and puts
   new bids above the old best bid (a move down the opposite), which shifts the whole window.
 - Amounts are log-uniform over a range that makes plausible order sizes for the pair's price
-  and quote currency, often rounded (``"0.12000000"``); each pair draws them from a seeded pool
-  of 256 values, so generating a change costs no decimal formatting.
+  and quote currency, often rounded (``"0.12"``); each pair draws them from a seeded pool of 256
+  values, so generating a change costs no decimal formatting.
+- Fine amounts: on some pairs (:attr:`FeedSimulator.fine_amount_pairs`: ``BTCTRY`` when
+  simulated, plus a seeded minority of the others), about 4 in 1000 amounts drawn carry more
+  decimals than the pair's amount scale, 9 to 12 places (``"0.000249498098"``), as the
+  exchange's BTCTRY books did. A book applying the frames rescales its amount scale up (docs
+  "Rescaling"): on those pairs it can rise to 12 in the frames, while ``scales`` keeps the scales
+  the frames start with. Only pairs whose every possible amount fits int64 units at scale 12
+  (below about 9.2e6) get fine amounts.
+- Anomalies (keyword ``anomalies``, on by default), the legitimate ones the exchange sends, on
+  prices the frame's batch has not touched: in about 1 in 300 of a pair's 432s, a ``CP 3`` for a
+  price strictly inside the side's window range that is not in the book (an order that lived
+  less than one batch; rarer on pairs whose levels sit on adjacent ticks, with few free prices);
+  in about 1 in 500, a ``CP 1`` for a level already in the book with its same amount (a
+  re-announce), and then, at the end of the pair's next batch, that level deleted, so the
+  pair's next 432 carries a ``CP 3`` of the same price and amount. Each ``CP 3`` for an absent
+  price and each re-announcing ``CP 1`` counts one anomaly in a book (docs "Changes"); the
+  ``CP 3`` that follows a re-announce counts none. :meth:`FeedSimulator.anomalies` says how
+  many a pair's book has counted after every frame sent so far. A 431 never carries one.
 - Bids stay strictly below asks at every step, so no frame ever leaves a book crossed.
 - CS starts at a seeded random value per pair (sometimes close to ``2**31 - 1``, sometimes
   negative) and rises by exactly 1 per 432 of that pair as a signed 32-bit counter: after
   ``2147483647`` comes ``-2147483648``.
-- Profile ``"typical"``: about 98.5% of 432s carry 1-30 changes (mostly few), the rest 50-200;
-  small price moves in some frames. Profile ``"hard"``: every 432 carries 100-200 changes,
-  frequent fast moves of many levels, more inserts and deletes at the top.
+- Profile ``"typical"``: about 98.5% of 432s carry 1-30 entries (mostly few), the rest 50-200;
+  small price moves in some frames. Profile ``"hard"``: every 432 carries at least 100 entries,
+  mostly 100-200 (up to about 330 when a fast move replaces a whole side), frequent fast moves
+  of many levels, more inserts and deletes at the top. (A window of only a few levels may not
+  hold as many changes: its frames are smaller.)
 
 The only source of randomness is one ``random.Random(seed)``; the same arguments give
 byte-identical frames on every run, however :meth:`FeedSimulator.frames` calls are chunked.
@@ -44,22 +89,31 @@ from __future__ import annotations
 
 import random
 from bisect import bisect_left, bisect_right
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal
 
 from obengine.scales import DEFAULT_SCALES
 
-__all__ = ["FeedSimulator", "Profile"]
+__all__ = ["FeedSimulator", "Profile", "Spelling"]
 
 Profile = Literal["typical", "hard"]
+Spelling = Literal["exchange", "fixed"]
 
 _MAX_SCALE = 18
 _MIN_MID_UNITS = 2_000  # a mid price of at least this many ticks (room for 100 bid levels)
 _MAX_MID_UNITS = 10**12  # keeps prices far from int64 whatever the scale
 _MAX_AMOUNT_EXP = 15  # amounts stay below 10**16 units
 _AMOUNT_POOL = 256  # distinct amounts per pair (formatting each new one would be slower)
+_INT64_MAX = 2**63 - 1
+
+_FINE_SCALE = 12  # most decimal places of a fine amount
+_FINE_MIN_PLACES = 9  # fewest decimal places of a fine amount
+_FINE_SHARE = 0.004  # share of the amounts drawn on a fine pair that are fine
+_FINE_PAIRS_SHARE = 0.1  # share of the other eligible pairs that get fine amounts
+_ABSENT_DELETE_PER_10K = 33  # a CP 3 for an absent price: ~1 in 300 frames of a pair
+_REANNOUNCE_PER_10K = 20  # a CP 1 re-announcing a level: ~1 in 500 frames of a pair
 
 # Plausible prices (quote currency) for the bundled pairs; units follow from the scale.
 _PRICES: dict[str, str] = {
@@ -93,19 +147,57 @@ _QUOTES = ("TRY",) * 7 + ("USDT",) * 2 + ("BTC",)
 # Order notional ranges by quote currency, as powers of ten of the quote (lo, hi).
 _NOTIONAL_EXP: dict[str, tuple[int, int]] = {"TRY": (2, 6), "USDT": (1, 5), "BTC": (-3, 1)}
 
+# A level as the frames carry it: (amount, price), both decimal strings written once.
+_Level = tuple[str, str]
+
+# What a side looked like before the frame, for every key the frame touched (None: absent).
+_Before = dict[int, _Level | None]
+
 
 def _wrap_cs(value: int) -> int:
     """``value`` as a signed 32-bit integer (CS wraps from 2147483647 to -2147483648)."""
     return ((value + 0x8000_0000) & 0xFFFF_FFFF) - 0x8000_0000
 
 
-def _formatter(scale: int) -> tuple[str, int]:
-    """``(fmt, div)`` such that ``fmt % divmod(units, div)`` writes a non-negative number of
-    units with exactly ``scale`` fraction digits: ``"0.12300000"`` for 12300000 units at scale
-    8, ``"2150000"`` for 2150000 units at scale 0 (``%.0s`` swallows the zero remainder)."""
+def _fixed(units: int, scale: int) -> str:
+    """``units`` (>= 0) at ``scale`` with exactly ``scale`` fraction digits: ``"0.12300000"``
+    for 12300000 units at scale 8, ``"2150000"`` for 2150000 units at scale 0."""
     if scale == 0:
-        return "%d%.0s", 1
-    return f"%d.%0{scale}d", 10**scale
+        return str(units)
+    whole, fraction = divmod(units, 10**scale)
+    return "%d.%0*d" % (whole, scale, fraction)
+
+
+def _canonical(units: int, scale: int) -> str:
+    """``units`` (>= 0) at ``scale`` in canonical decimal form: trailing zeros of the fraction
+    stripped, no point for an integer (``"90"``, ``"436.5"``, ``"0.0092056"``)."""
+    if scale == 0:
+        return str(units)
+    whole, fraction = divmod(units, 10**scale)
+    if fraction == 0:
+        return str(whole)
+    return ("%d.%0*d" % (whole, scale, fraction)).rstrip("0")
+
+
+def _places(text: str) -> int:
+    """The number of fraction digits written in a decimal string."""
+    point = text.find(".")
+    return 0 if point < 0 else len(text) - point - 1
+
+
+# How each spelling writes a number, and its 432 entry templates, by CP, with the indexes of the
+# level's (amount, price) fields in the template's order.
+_WRITERS: dict[str, Callable[[int, int], str]] = {"exchange": _canonical, "fixed": _fixed}
+_ENTRIES: dict[str, tuple[tuple[str, str, str], tuple[int, int]]] = {
+    "exchange": (
+        ('{"CP":0,"P":"%s","A":"%s"}', '{"CP":1,"P":"%s","A":"%s"}', '{"CP":3,"P":"%s","A":"%s"}'),
+        (1, 0),
+    ),
+    "fixed": (
+        ('{"CP":0,"A":"%s","P":"%s"}', '{"CP":1,"A":"%s","P":"%s"}', '{"CP":3,"A":"%s","P":"%s"}'),
+        (0, 1),
+    ),
+}
 
 
 class _Table:
@@ -146,7 +238,7 @@ class _Params:
     move_levels: tuple[int, int]  # levels taken out by a move in a normal frame
     big_move_permille: int  # chance of a price move in a big frame
     big_move_levels: tuple[int, int]  # levels taken out by a move in a big frame
-    ops: tuple[int, int, int]  # weights of update (CP 0), insert (CP 1), delete (CP 3)
+    ops: tuple[int, int, int]  # weights of update, insert, delete
     depth_ratio: tuple[int, int]  # depth i has weight (num/den)**i
 
 
@@ -178,16 +270,18 @@ _PROFILES: dict[str, _Params] = {
 
 class _Side:
     """One side of a true book. ``keys`` holds ``sign * price_units`` ascending, so the best
-    level comes first on both sides (asks: sign +1, bids: sign -1); ``levels`` maps
-    ``price_units`` to the level's ``(amount, price)`` as the decimal strings the frames carry
-    (formatted once, when the level or its amount is born)."""
+    level comes first on both sides (asks: sign +1, bids: sign -1); ``levels`` maps each key to
+    the level's ``(amount, price)`` as the decimal strings the frames carry (written once, when
+    the level or its amount is born). ``changed``: during a batch, every level above that
+    depth has changed in the batch (a lower bound that spares rescanning them)."""
 
-    __slots__ = ("sign", "keys", "levels")
+    __slots__ = ("sign", "keys", "levels", "changed")
 
     def __init__(self, sign: int) -> None:
         self.sign = sign
         self.keys: list[int] = []
-        self.levels: dict[int, tuple[str, str]] = {}
+        self.levels: dict[int, _Level] = {}
+        self.changed = 0
 
 
 class _Pair:
@@ -201,12 +295,13 @@ class _Pair:
         "started",
         "anchor",
         "gap",
+        "price_scale",
+        "amount_scale",
         "amount_exp",
         "amounts",
-        "pfmt",
-        "pdiv",
-        "afmt",
-        "adiv",
+        "fine_share",
+        "anomalies",
+        "pending",
         "tail431",
         "tail432",
     )
@@ -219,20 +314,20 @@ class _Pair:
         self.started = False  # has its 431 been sent by frames()?
         self.anchor = 0  # mid price (units) the walk reverts to
         self.gap = 1  # mean distance between adjacent levels, ticks
+        self.price_scale = price_scale
+        self.amount_scale = amount_scale
         self.amount_exp = (0, 0)  # amount units lie in [10**lo, 10**(hi+1))
-        self.amounts: list[str] = []  # the pool new amounts are drawn from, formatted
-        pfmt, pdiv = _formatter(price_scale)
-        afmt, adiv = _formatter(amount_scale)
-        self.pfmt: str = pfmt  # price_units -> str: pfmt % divmod(price_units, pdiv)
-        self.pdiv: int = pdiv
-        self.afmt: str = afmt  # amount_units -> str: afmt % divmod(amount_units, adiv)
-        self.adiv: int = adiv
+        self.amounts: list[str] = []  # the pool new amounts are drawn from, written
+        self.fine_share = 0.0  # share of the amounts drawn that are fine (0: none)
+        self.anomalies = 0  # anomalies a book counts after every frame sent so far
+        self.pending: tuple[_Side, int] | None = None  # a re-announced level to delete next
         self.tail431 = f',"channel":"obdiff","event":"{name}","type":431}}]'
         self.tail432 = f',"channel":"obdiff","event":"{name}","type":432}}]'
 
 
 class FeedSimulator:
-    """Seeded, deterministic BtcTurk ``obdiff`` feed for one or many pairs.
+    """Seeded, deterministic BtcTurk ``obdiff`` feed for one or many pairs, written as the
+    exchange writes it (see the module docstring for the stream's rules).
 
     Args:
         pairs: pair symbols as the websocket spells them (``"BTCTRY"``), unique.
@@ -242,15 +337,29 @@ class FeedSimulator:
         levels: window size per side (the exchange shows 100).
         scales: ``{pair: (price_scale, amount_scale)}`` (decimal places); pairs missing here
             take :data:`obengine.DEFAULT_SCALES`, else plausible seeded random scales.
+        spelling: ``"exchange"`` (canonical numbers, 432 entries ``CP, P, A``: what the exchange
+            sends) or ``"fixed"`` (numbers with exactly the scale's fraction digits, entries
+            ``CP, A, P``). Only the text differs: the same arguments give the same book
+            evolution in both.
+        anomalies: send the exchange's legitimate anomalies (``CP 3`` for an absent price,
+            ``CP 1`` re-announcing a present level then its ``CP 3``); ``False`` for none.
 
     Attributes:
         pairs: the simulated pairs, in the order given.
-        scales: ``(price_scale, amount_scale)`` of every pair; pass it to
-            ``obengine.BookSet(scales=...)`` (the frames always use exactly these digits).
+        scales: ``(price_scale, amount_scale)`` every pair's frames start with; pass it to
+            ``obengine.BookSet(scales=...)``. Prices always use exactly these digits; amounts
+            too, except on :attr:`fine_amount_pairs`.
+        fine_amount_pairs: the pairs (in the order of ``pairs``) some of whose amounts carry 9
+            to 12 decimal places, more than their amount scale: a book of such a pair raises its
+            amount scale (up to 12) when one arrives. Every other pair's frames keep its
+            ``scales`` exactly.
+        spelling: the spelling the frames are written in.
     """
 
     pairs: tuple[str, ...]
     scales: dict[str, tuple[int, int]]
+    fine_amount_pairs: tuple[str, ...]
+    spelling: Spelling
 
     def __init__(
         self,
@@ -260,6 +369,8 @@ class FeedSimulator:
         profile: Profile = "typical",
         levels: int = 100,
         scales: Mapping[str, tuple[int, int]] | None = None,
+        spelling: Spelling = "exchange",
+        anomalies: bool = True,
     ) -> None:
         if isinstance(pairs, str):
             raise TypeError("pairs must be a sequence of symbols, not one string")
@@ -277,11 +388,17 @@ class FeedSimulator:
             raise ValueError(f"profile must be 'typical' or 'hard', not {profile!r}")
         if not isinstance(levels, int) or levels < 1:
             raise ValueError(f"levels must be a positive int, not {levels!r}")
+        if spelling not in _WRITERS:
+            raise ValueError(f"spelling must be 'exchange' or 'fixed', not {spelling!r}")
 
         self.pairs = names
         self.profile: Profile = profile
         self.window = levels
+        self.spelling = spelling
         self._seed = seed
+        self._inject = bool(anomalies)
+        self._write = _WRITERS[spelling]
+        self._entries, self._fields = _ENTRIES[spelling]
         self._rng = random.Random(seed)
         self._params = _PROFILES[profile]
         p = self._params
@@ -307,10 +424,18 @@ class FeedSimulator:
             self.scales[name] = (ps, amount_scale)
             self._pairs[name] = self._new_pair(name, ps, amount_scale)
         self._order = [self._pairs[name] for name in names]
+        self.fine_amount_pairs = tuple(p.name for p in self._order if p.fine_share)
 
     @classmethod
     def many(
-        cls, n_pairs: int, *, seed: int = 0, profile: Profile = "typical", levels: int = 100
+        cls,
+        n_pairs: int,
+        *,
+        seed: int = 0,
+        profile: Profile = "typical",
+        levels: int = 100,
+        spelling: Spelling = "exchange",
+        anomalies: bool = True,
     ) -> FeedSimulator:
         """A simulator of ``n_pairs`` pairs: the bundled pairs of ``DEFAULT_SCALES`` first, then
         made-up symbols (``"AB12TRY"``) with plausible seeded scales. 380 is the exchange's
@@ -333,7 +458,15 @@ class FeedSimulator:
                 rng.choice((0, 1, 2, 2, 2, 3, 4, 4, 5, 6, 8)),
                 rng.choice((0, 1, 2, 2, 4, 4, 6, 8, 8, 8)),
             )
-        return cls(names, seed=seed, profile=profile, levels=levels, scales=scales)
+        return cls(
+            names,
+            seed=seed,
+            profile=profile,
+            levels=levels,
+            scales=scales,
+            spelling=spelling,
+            anomalies=anomalies,
+        )
 
     # -- public accessors ------------------------------------------------------------------
 
@@ -356,24 +489,30 @@ class FeedSimulator:
 
     def snapshot(self, pair: str) -> bytes:
         """A 431 of the pair's current book, CS = :meth:`seq` (what a resubscribe gives).
-        Does not change the stream."""
+        Does not change the stream, and carries no anomaly."""
         return self._full(self._get(pair))
 
     def levels(
         self, pair: str
     ) -> tuple[list[tuple[Decimal, Decimal]], list[tuple[Decimal, Decimal]]]:
         """The pair's true book now: ``(bids, asks)``, each best first, as exact
-        ``(price, amount)`` decimals with the pair's scale digits."""
+        ``(price, amount)`` decimals, the same whatever the spelling: prices with exactly the
+        pair's price scale digits, amounts with exactly its amount scale digits, except a fine
+        amount, which keeps its own 9 to 12."""
         p = self._get(pair)
+        ps, scale = p.price_scale, p.amount_scale
+        quantum = Decimal(1).scaleb(-scale)
         result: list[list[tuple[Decimal, Decimal]]] = []
         for side in (p.bids, p.asks):
             sign, levels = side.sign, side.levels
-            result.append(
-                [
-                    (Decimal(price), Decimal(amount))
-                    for amount, price in (levels[k * sign] for k in side.keys)
-                ]
-            )
+            rows: list[tuple[Decimal, Decimal]] = []
+            for key in side.keys:
+                text = levels[key][0]
+                amount = Decimal(text)
+                if _places(text) < scale:  # written shorter ("exchange" spelling)
+                    amount = amount.quantize(quantum)
+                rows.append((Decimal(key * sign).scaleb(-ps), amount))
+            result.append(rows)
         return result[0], result[1]
 
     def seq(self, pair: str) -> int:
@@ -381,10 +520,17 @@ class FeedSimulator:
         sent), a signed 32-bit integer."""
         return self._get(pair).seq
 
+    def anomalies(self, pair: str) -> int:
+        """How many anomalies a book of ``pair`` has counted (``obengine.Book.anomalies``) once
+        it has applied every frame :meth:`frames` sent so far, in order (a 431 from
+        :meth:`snapshot` adds none). Always 0 with ``anomalies=False``."""
+        return self._get(pair).anomalies
+
     def __repr__(self) -> str:
         return (
             f"FeedSimulator({len(self.pairs)} pairs, seed={self._seed!r}, "
-            f"profile={self.profile!r}, levels={self.window})"
+            f"profile={self.profile!r}, levels={self.window}, spelling={self.spelling!r}, "
+            f"anomalies={self._inject})"
         )
 
     # -- set-up ----------------------------------------------------------------------------
@@ -401,6 +547,7 @@ class FeedSimulator:
 
     def _new_pair(self, name: str, ps: int, amount_scale: int) -> _Pair:
         rng = self._rng
+        write = self._write
         p = _Pair(name, ps, amount_scale)
         if name in _PRICES:
             mid = int(Decimal(_PRICES[name]).scaleb(ps))
@@ -417,7 +564,17 @@ class FeedSimulator:
         lo = min(max(n_lo - price_exp + amount_scale, 0), _MAX_AMOUNT_EXP)
         hi = min(max(n_hi - price_exp + amount_scale - 1, lo + 2), _MAX_AMOUNT_EXP)
         p.amount_exp = (lo, hi)
-        p.amounts = [self._new_amount(p) for _ in range(_AMOUNT_POOL)]
+        p.amounts = [write(self._new_units(p), amount_scale) for _ in range(_AMOUNT_POOL)]
+
+        # fine amounts: BTCTRY and a seeded minority, among the pairs whose largest amount
+        # (below 10**(hi+1) units) still fits int64 once rescaled to _FINE_SCALE places
+        chosen = rng.random() < _FINE_PAIRS_SHARE or name == "BTCTRY"
+        fits = (
+            amount_scale < _FINE_SCALE
+            and (10 ** (hi + 1) - 1) * 10 ** (_FINE_SCALE - amount_scale) <= _INT64_MAX
+        )
+        if chosen and fits:
+            p.fine_share = _FINE_SHARE
 
         r = rng.random()
         if r < 0.25:  # close to the top of int32: wraps within a few hundred frames
@@ -432,26 +589,31 @@ class FeedSimulator:
         ask = mid + 1 + rng.randrange(p.gap)
         bid = ask - 1 - rng.randrange(p.gap)
         asks, bids = p.asks, p.bids
-        pfmt, pdiv = p.pfmt, p.pdiv
         for _ in range(self.window):
             asks.keys.append(ask)
-            asks.levels[ask] = (self._amount(p), pfmt % divmod(ask, pdiv))
+            asks.levels[ask] = (self._amount(p), write(ask, ps))
             ask += rng.randrange(1, g2) if g2 > 2 else 1
             if bid > 0:
                 bids.keys.append(-bid)
-                bids.levels[bid] = (self._amount(p), pfmt % divmod(bid, pdiv))
+                bids.levels[-bid] = (self._amount(p), write(bid, ps))
                 bid -= rng.randrange(1, g2) if g2 > 2 else 1
         return p
 
-    # -- generation ------------------------------------------------------------------------
+    # -- amounts ---------------------------------------------------------------------------
 
     def _amount(self, p: _Pair) -> str:
-        """A random amount from the pair's pool (formatted once, drawn with one random())."""
-        return p.amounts[int(self._rng.random() * _AMOUNT_POOL)]
+        """A random amount: from the pair's pool (written once, drawn with one random()), or,
+        on a fine pair, a new fine amount for a share ``p.fine_share`` of the draws."""
+        x = self._rng.random() * _AMOUNT_POOL
+        i = int(x)
+        if x - i < p.fine_share:  # never true when fine_share is 0
+            return self._fine_amount(p)
+        return p.amounts[i]
 
-    def _new_amount(self, p: _Pair) -> str:
-        """A random positive amount, formatted: log-uniform in units over the pair's range,
-        rounded to a few significant digits half of the time (as people type amounts)."""
+    def _new_units(self, p: _Pair) -> int:
+        """A random positive amount in units of the pair's amount scale: log-uniform over the
+        pair's range, rounded to a few significant digits half of the time (as people type
+        amounts)."""
         rnd = self._rng.random
         lo, hi = p.amount_exp
         d = lo + int(rnd() * (hi - lo + 1))
@@ -461,19 +623,78 @@ class FeedSimulator:
             k = d - int(rnd() * 4)
             if k > 0:
                 a -= a % self._pow10[k]
-        return p.afmt % divmod(a, p.adiv)
+        return a
 
-    def _put(self, p: _Pair, side: _Side, pos: int, key: int, out: list[str]) -> None:
-        """Insert a new level (``CP 1``) with key ``key`` at index ``pos`` (the caller checked
-        that it is free and keeps the book uncrossed); push out the worst level (``CP 3``) if
-        the side overflows its window."""
-        keys = side.keys
+    def _fine_amount(self, p: _Pair) -> str:
+        """A new amount with 9 to 12 decimal places, more than the pair's amount scale: a
+        random amount of the pair's range followed by more digits, the last one not 0. Below
+        ``10**(hi+1)`` units of the pair's scale, so it fits int64 at scale 12 (see
+        ``_new_pair``)."""
+        rnd = self._rng.random
+        scale = p.amount_scale
+        lo = max(_FINE_MIN_PLACES, scale + 1)
+        places = lo + int(rnd() * (_FINE_SCALE - lo + 1))
+        more = 10 ** (places - scale)
+        tail = 1 + int(rnd() * (more - 1))
+        if tail % 10 == 0:
+            tail += 1
+        return self._write(self._new_units(p) * more + tail, places)
+
+    # -- generation ------------------------------------------------------------------------
+    #
+    # A 432 is made from a *batch* of changes to the true book. Every change records, in the
+    # batch's ``before`` dict of its side, the level its key had before the batch (None:
+    # absent), the first time the batch touches that key; the frame is the net difference
+    # between ``before`` and the side at the end (``_net``). A level born in the batch and
+    # gone again leaves ``before``. Within a batch each level changes at most once and no
+    # price comes back, so every key in ``before`` makes exactly one entry and the batch stops
+    # when the frame has as many entries as it should.
+
+    @staticmethod
+    def _remove(side: _Side, i: int, before: _Before) -> None:
+        """Take the level at depth ``i`` out of the side."""
+        key = side.keys.pop(i)
+        level = side.levels.pop(key)
+        if key not in before:
+            before[key] = level
+        elif before[key] is None:  # born in this batch: no entry at all
+            del before[key]
+        if i < side.changed:
+            side.changed -= 1
+
+    def _put(self, p: _Pair, side: _Side, pos: int, key: int, before: _Before) -> None:
+        """Insert a new level with key ``key`` at index ``pos`` (the caller checked that it is
+        free and keeps the book uncrossed); push out the worst level if the side overflows its
+        window."""
+        keys, levels = side.keys, side.levels
         keys.insert(pos, key)
-        level = (self._amount(p), p.pfmt % divmod(key * side.sign, p.pdiv))
-        side.levels[key * side.sign] = level
-        out.append('{"CP":1,"A":"%s","P":"%s"}' % level)
+        if pos <= side.changed:
+            side.changed += 1
+        if key not in before:
+            before[key] = None
+        levels[key] = (self._amount(p), self._write(key * side.sign, p.price_scale))
         if len(keys) > self.window:
-            out.append('{"CP":3,"A":"%s","P":"%s"}' % side.levels.pop(keys.pop() * side.sign))
+            self._remove(side, len(keys) - 1, before)
+
+    def _delete(self, p: _Pair, side: _Side, other: _Side, i: int, before: _Before) -> None:
+        """Delete the level at depth ``i``, then backfill the window from below if the side
+        is short."""
+        self._remove(side, i, before)
+        if len(side.keys) < self.window:
+            self._backfill(p, side, other, before)
+
+    def _update(self, p: _Pair, side: _Side, i: int, before: _Before) -> None:
+        """A new amount for the level at depth ``i``."""
+        key = side.keys[i]
+        old_amount, price = old = side.levels[key]
+        if key not in before:
+            before[key] = old
+        if i == side.changed:
+            side.changed = i + 1
+        amount = self._amount(p)
+        while amount == old_amount:
+            amount = self._write(self._new_units(p), p.amount_scale)
+        side.levels[key] = (amount, price)
 
     @staticmethod
     def _bound(p: _Pair, side: _Side, other: _Side) -> int:
@@ -481,56 +702,42 @@ class FeedSimulator:
         side's best price (or behind the anchor when the other side is empty)."""
         return -other.keys[0] + 1 if other.keys else side.sign * p.anchor + 1
 
-    def _insert(self, p: _Pair, side: _Side, other: _Side, i: int, out: list[str]) -> bool:
+    def _insert(self, p: _Pair, side: _Side, other: _Side, i: int, before: _Before) -> bool:
         """Insert a new level about ``i`` level spacings behind the other side's best price
         (so inserts are spread over ticks, not over existing levels, which keeps the window's
-        density and the spread stable). False, and nothing done, if that price is taken, is
-        out of the window, or is not a valid price."""
+        density and the spread stable). False, and nothing done, if that price is taken or was
+        changed earlier in the batch, is out of the window, or is not a valid price."""
         keys = side.keys
         gap = p.gap
         key = self._bound(p, side, other) + i * gap + int(self._rng.random() * gap)
         if side.sign < 0 and key > -1:  # a bid price must be >= 1
             return False
         pos = bisect_left(keys, key)
-        if pos >= self.window or (pos < len(keys) and keys[pos] == key):
+        if pos >= self.window or (pos < len(keys) and keys[pos] == key) or key in before:
             return False
-        self._put(p, side, pos, key, out)
+        self._put(p, side, pos, key, before)
         return True
 
-    def _backfill(self, p: _Pair, side: _Side, other: _Side, out: list[str]) -> None:
-        """Bring a level into view below the worst one (``CP 1``, 1 to 2*gap-1 ticks further),
-        as the deeper book scrolls into the window."""
+    def _backfill(self, p: _Pair, side: _Side, other: _Side, before: _Before) -> None:
+        """Bring a level into view below the worst one (1 to 2*gap-1 ticks further, past any
+        price changed earlier in the batch), as the deeper book scrolls into the window."""
         keys = side.keys
         if keys:
             key = keys[-1] + 1 + int(self._rng.random() * (2 * p.gap - 1))
         else:
             key = self._bound(p, side, other) + int(self._rng.random() * p.gap)
+        while key in before:
+            key += 1
         if side.sign < 0 and key > -1:
             return
-        self._put(p, side, len(keys), key, out)
+        self._put(p, side, len(keys), key, before)
 
-    def _delete(self, p: _Pair, side: _Side, other: _Side, i: int, out: list[str]) -> None:
-        """Delete the level at depth ``i`` (``CP 3``, carrying its last amount), then backfill
-        the window from below if the side is short."""
-        out.append('{"CP":3,"A":"%s","P":"%s"}' % side.levels.pop(side.keys.pop(i) * side.sign))
-        if len(side.keys) < self.window:
-            self._backfill(p, side, other, out)
-
-    def _update(self, p: _Pair, side: _Side, i: int, out: list[str]) -> None:
-        """A new amount (``CP 0``) for the existing level at depth ``i``."""
-        price = side.keys[i] * side.sign
-        old_amount, price_str = side.levels[price]
-        amount = self._amount(p)
-        while amount == old_amount:
-            amount = self._new_amount(p)
-        side.levels[price] = level = (amount, price_str)
-        out.append('{"CP":0,"A":"%s","P":"%s"}' % level)
-
-    def _move(self, p: _Pair, levels: int, ask_out: list[str], bid_out: list[str]) -> None:
+    def _move(self, p: _Pair, levels: int, ask_before: _Before, bid_before: _Before) -> None:
         """A price move of about ``levels`` level spacings (``levels * gap`` ticks), up or down,
         reverting to the anchor: the levels of one side within that distance of its best are
         taken out (and backfilled from below), then the other side steps in behind the new
-        best with levels about one gap apart, filling the whole vacated range (no holes)."""
+        best with levels about one gap apart, filling the whole vacated range (no holes).
+        Comes first in a batch."""
         asks, bids = p.asks, p.bids
         if not asks.keys or not bids.keys:
             return
@@ -538,13 +745,13 @@ class FeedSimulator:
         dev = (mid - p.anchor) * 5000 // p.anchor  # 1 = 0.02 % away from the anchor
         up = self._rng.random() * 1000 < 500 - min(max(dev, -400), 400)
         if up:
-            taken, taken_out, stepping, step_out = asks, ask_out, bids, bid_out
+            taken, taken_before, stepping, step_before = asks, ask_before, bids, bid_before
         else:
-            taken, taken_out, stepping, step_out = bids, bid_out, asks, ask_out
+            taken, taken_before, stepping, step_before = bids, bid_before, asks, ask_before
         gap = p.gap
         limit = taken.keys[0] + levels * gap
         while len(taken.keys) > 1 and taken.keys[0] < limit:
-            self._delete(p, taken, stepping, 0, taken_out)
+            self._delete(p, taken, stepping, 0, taken_before)
         keys = stepping.keys
         bound = self._bound(p, stepping, taken)
         slots = min((keys[0] - bound) // gap if keys else levels, self.window)
@@ -553,14 +760,77 @@ class FeedSimulator:
             key = bound + j * gap + int(rnd() * gap)
             if (keys and key >= keys[0]) or (stepping.sign < 0 and key > -1):
                 continue
-            self._put(p, stepping, 0, key, step_out)
+            self._put(p, stepping, 0, key, step_before)
+
+    def _settle(self, p: _Pair, ask_before: _Before, bid_before: _Before) -> None:
+        """Delete the level re-announced in the pair's previous frame, if the batch has not,
+        so this frame carries its ``CP 3`` with the re-announced amount (the level's amount
+        before the batch)."""
+        assert p.pending is not None
+        side, key = p.pending
+        p.pending = None
+        if key in side.levels:
+            other, before = (p.bids, ask_before) if side is p.asks else (p.asks, bid_before)
+            self._delete(p, side, other, bisect_left(side.keys, key), before)
+
+    def _anomaly(self, p: _Pair, ask_before: _Before, bid_before: _Before) -> None:
+        """Now and then, one of the exchange's legitimate anomalies, on a key the batch has not
+        touched, written into ``before`` as a state the side did not have (the book stays as
+        it is): a level at a free price (the net is a ``CP 3`` for an absent price), or no
+        level at a present one (a ``CP 1`` re-announcing it with its amount; its ``CP 3`` comes
+        in the pair's next frame, see ``_settle``). Each counts one anomaly."""
+        rnd = self._rng.random
+        r = rnd() * 10_000
+        if r >= _ABSENT_DELETE_PER_10K + _REANNOUNCE_PER_10K:
+            return
+        if rnd() < 0.5:
+            side, before = p.asks, ask_before
+        else:
+            side, before = p.bids, bid_before
+        keys = side.keys
+        if r < _ABSENT_DELETE_PER_10K:  # a CP 3 for a free price inside the window's range
+            if len(keys) < 2 or keys[-1] - keys[0] < 2:
+                return
+            key = keys[0] + 1 + int(rnd() * (keys[-1] - keys[0] - 1))
+            if key in side.levels or key in before:
+                return
+            before[key] = (self._amount(p), self._write(key * side.sign, p.price_scale))
+        else:  # a CP 1 re-announcing an unchanged level, near the top as most changes are
+            n = len(keys)
+            i = bisect_right(self._depth.cum, rnd() * self._depth.total)
+            while i < n and keys[i] in before:
+                i += 1
+            if i >= n:
+                return
+            key = keys[i]
+            before[key] = None
+            p.pending = (side, key)
+        p.anomalies += 1
+
+    def _net(self, side: _Side, before: _Before) -> str:
+        """The side's 432 entries: the net change of every key in ``before``, best first."""
+        levels = side.levels
+        (t0, t1, t3), (a, b) = self._entries, self._fields
+        out: list[str] = []
+        for key, old in sorted(before.items()):  # keys are unique: sorted by key
+            new = levels.get(key)
+            if new is None:
+                if old is not None:
+                    out.append(t3 % (old[a], old[b]))
+            elif old is None:
+                out.append(t1 % (new[a], new[b]))
+            elif new[0] != old[0]:
+                out.append(t0 % (new[a], new[b]))
+        return ",".join(out)
 
     def _diff(self, p: _Pair) -> bytes:
-        """The pair's next 432: advances its book and its CS."""
+        """The pair's next 432: a batch of changes to its book, as their net; advances its
+        CS."""
         rnd = self._rng.random
         params = self._params
-        ask_out: list[str] = []
-        bid_out: list[str] = []
+        ask_before: _Before = {}
+        bid_before: _Before = {}
+        p.asks.changed = p.bids.changed = 0
         if rnd() * 1000 < params.big_permille:
             lo, hi = params.big_sizes
             size = lo + int(rnd() * (hi - lo + 1))
@@ -570,45 +840,63 @@ class FeedSimulator:
             size = params.small_sizes[0] + bisect_right(small.cum, rnd() * small.total)
             move_permille, (m_lo, m_hi) = params.move_permille, params.move_levels
         if move_permille and rnd() * 1000 < move_permille:
-            self._move(p, m_lo + int(rnd() * (m_hi - m_lo + 1)), ask_out, bid_out)
+            self._move(p, m_lo + int(rnd() * (m_hi - m_lo + 1)), ask_before, bid_before)
 
         depth_cum, depth_total = self._depth.cum, self._depth.total
         ops_cum, ops_total = self._ops.cum, self._ops.total
         asks, bids = p.asks, p.bids
-        while len(ask_out) + len(bid_out) < size:
+        tries = 4 * size + 20  # a small window may not have `size` levels to change
+        while len(ask_before) + len(bid_before) < size and tries:  # one entry per key
+            tries -= 1
             if rnd() < 0.5:
-                side, other, out = asks, bids, ask_out
+                side, other, before = asks, bids, ask_before
             else:
-                side, other, out = bids, asks, bid_out
+                side, other, before = bids, asks, bid_before
             op = bisect_right(ops_cum, rnd() * ops_total)
             i = bisect_right(depth_cum, rnd() * depth_total)
             if op == 1:
-                if self._insert(p, side, other, i, out):
+                if self._insert(p, side, other, i, before):
                     continue
                 op = 0  # that price is taken: update a level instead
-            n = len(side.keys)
+            keys = side.keys
+            n = len(keys)
             if n == 0:
-                self._backfill(p, side, other, out)
+                self._backfill(p, side, other, before)
                 continue
             if i >= n:
                 i = n - 1
-            if op == 0 or n == 1:
-                self._update(p, side, i, out)
+            # a level changes once in a batch: take the first unchanged one from depth i
+            c = side.changed
+            if i <= c:
+                while c < n and keys[c] in before:
+                    c += 1
+                side.changed = i = c
             else:
-                self._delete(p, side, other, i, out)
+                while i < n and keys[i] in before:
+                    i += 1
+            if i == n:
+                continue
+            if op == 0 or n == 1:
+                self._update(p, side, i, before)
+            else:
+                self._delete(p, side, other, i, before)
+        if p.pending is not None:
+            self._settle(p, ask_before, bid_before)
+        if self._inject:
+            self._anomaly(p, ask_before, bid_before)
 
         p.seq = seq = _wrap_cs(p.seq + 1)
         return (
-            f'[432,{{"CS":{seq},"PS":"{p.name}","AO":[{",".join(ask_out)}],'
-            f'"BO":[{",".join(bid_out)}]{p.tail432}'
+            f'[432,{{"CS":{seq},"PS":"{p.name}","AO":[{self._net(asks, ask_before)}],'
+            f'"BO":[{self._net(bids, bid_before)}]{p.tail432}'
         ).encode()
 
     def _full(self, p: _Pair) -> bytes:
         """A 431 of the pair's book as it is now, CS = its current seq."""
         sides: list[str] = []
         for side in (p.asks, p.bids):
-            sign, levels = side.sign, side.levels
-            sides.append(",".join(['{"A":"%s","P":"%s"}' % levels[k * sign] for k in side.keys]))
+            levels = side.levels
+            sides.append(",".join(['{"A":"%s","P":"%s"}' % levels[k] for k in side.keys]))
         return (
             f'[431,{{"CS":{p.seq},"PS":"{p.name}","AO":[{sides[0]}],"BO":[{sides[1]}]{p.tail431}'
         ).encode()
