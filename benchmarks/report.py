@@ -19,7 +19,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _results import DEFAULT_STAT, GATED, best_peer_of, floor_of, format_bytes, load, obengine_of  # noqa: E402
 
-ORDER = ("w1-single", "w2-mixed", "w3-snapshots", "w4-hard", "w5-read", "w5b-top10-only")
+ORDER = ("w1-single", "w2-mixed", "w3-snapshots", "w4-hard", "w5-read", "w5b-top10-only", "w1-fixed", "w2-fixed",
+         "w3-fixed")
 TITLES = {
     "w1-single": "1. one pair, typical 432 stream",
     "w2-mixed": "2. 380 pairs interleaved on one socket",
@@ -27,6 +28,9 @@ TITLES = {
     "w4-hard": "4. one pair, hard stream (100-250 changes a frame)",
     "w5-read": "5. typical stream + top-10 numpy read after every frame",
     "w5b-top10-only": "5b. top-10 numpy read alone (per read)",
+    "w1-fixed": "1f. workload 1 in the old spelling (CP, A, P, fixed width; not gated)",
+    "w2-fixed": "2f. workload 2 in the old spelling (not gated)",
+    "w3-fixed": "3f. workload 3 in the old spelling (not gated)",
 }
 
 
@@ -144,10 +148,10 @@ def report(filename: str, stat: str = DEFAULT_STAT, markdown: bool = False) -> s
                 out.append(f"fastest variant ({fastest.path}, not gated) / obengine: "
                            f"{fastest.seconds / ob.seconds:.1f}x")
             out.append("")
-            if not per_read:
-                summary.add([workload + (" (gated)" if workload in GATED else ""), _num(ob.ns_per_frame),
-                             _ratio(ob.seconds / floor.seconds) if floor else "-", best.path,
-                             f"{best.seconds / ob.seconds:.1f}x"])
+        if ob and not per_read:
+            summary.add([workload + (" (gated)" if workload in GATED else ""), _num(ob.ns_per_frame),
+                         _ratio(ob.seconds / floor.seconds) if floor else "-", best.path if best else "-",
+                         f"{best.seconds / ob.seconds:.1f}x" if best else "-"])
 
     if summary.rows:
         out.append(f"{h}Summary")

@@ -32,3 +32,12 @@ def test_apply(benchmark, workload_data, path_cls: type[peers.Path], workload: s
     benchmark.pedantic(stream, setup=setup, rounds=rounds, warmup_rounds=warmup, iterations=1)
 
     assert_matches_truth(last[0], wl, "after timing")
+
+
+@pytest.mark.parametrize("workload", tuple(workloads.OLD_SPELLING))
+def test_apply_old_spelling(benchmark, workload_data, path_cls: type[peers.Path], workload: str, short: bool) -> None:
+    """w1-w3 in the simulator's old spelling (CP, A, P, fixed width), for obengine and the floor
+    only: the same books, so the cost of the spelling shows beside the real one."""
+    if path_cls.kind not in ("obengine", "floor"):
+        pytest.skip("the old spelling is measured for obengine and the floor only")
+    test_apply(benchmark, workload_data, path_cls, workload, short)

@@ -13,6 +13,11 @@ byte-identical on every run; short mode only makes the streams shorter.
 4. ``w4-hard``      one pair, hard stream (100-250 changes a frame, fast moves, churn at the top).
 5. ``w5-read``      the w1 stream; after every frame the top 10 levels of both sides are read
                     as numpy arrays.
+
+The frames are spelled as the exchange writes them (432 entries ``CP, P, A``, numbers in
+canonical form: ``"0.0092056"``, ``"2"``). ``w1-fixed``, ``w2-fixed`` and ``w3-fixed`` are w1-w3
+in the spelling the simulator used before (``CP, A, P``, fixed-width numbers: ``"0.00920560"``),
+the same books, for obengine and the floor only: a variant, reported, not gated.
 """
 from __future__ import annotations
 
@@ -93,11 +98,11 @@ def _truth(sim: Any, pairs: list[str] | tuple[str, ...]) -> dict[str, tuple[Leve
     return out
 
 
-def _one_pair(name: str, description: str, seed: int, profile: str, n: int) -> Workload:
+def _one_pair(name: str, description: str, seed: int, profile: str, n: int, spelling: str) -> Workload:
     from obengine.simulator import FeedSimulator
 
     pair = "BTCTRY"
-    sim = FeedSimulator((pair,), seed=seed, profile=profile)  # type: ignore[arg-type]
+    sim = FeedSimulator((pair,), seed=seed, profile=profile, spelling=spelling)  # type: ignore[arg-type]
     stream = sim.frames(n + 1)
     assert stream[0].startswith(b"[431,")
     return Workload(
@@ -105,26 +110,41 @@ def _one_pair(name: str, description: str, seed: int, profile: str, n: int) -> W
     )
 
 
-def _started_many(seed: int) -> tuple[object, list[str]]:
+def _started_many(seed: int, spelling: str = "exchange") -> tuple[object, list[str]]:
     """A 380-pair simulator that has run long enough to have started every pair."""
     from obengine.simulator import FeedSimulator
 
-    sim = FeedSimulator.many(N_PAIRS, seed=seed)
+    sim = FeedSimulator.many(N_PAIRS, seed=seed, spelling=spelling)  # type: ignore[arg-type]
     started: set[str] = set()
     while len(started) < N_PAIRS:
         started.update(_pair_of(raw) for raw in sim.frames(2 * N_PAIRS))
     return sim, list(sim.pairs)
 
 
+#: the old-spelling variants, and the workload each respells
+OLD_SPELLING = {"w1-fixed": "w1-single", "w2-fixed": "w2-mixed", "w3-fixed": "w3-snapshots"}
+
+
 def build(name: str, short: bool) -> Workload:
     """Generate workload ``name`` (see the module docstring)."""
+    if name in OLD_SPELLING:
+        wl = _build(OLD_SPELLING[name], short, "fixed")
+        wl.name = name
+        wl.description += ", old fixed-width spelling (CP, A, P)"
+        return wl
+    return _build(name, short, "exchange")
+
+
+def _build(name: str, short: bool, spelling: str) -> Workload:
     size = SIZES["short" if short else "full"]
     if name == "w1-single":
-        return _one_pair(name, "one pair (BTCTRY), typical 432 stream", seed=1, profile="typical", n=size["single"])
+        return _one_pair(name, "one pair (BTCTRY), typical 432 stream", seed=1, profile="typical", n=size["single"],
+                         spelling=spelling)
     if name == "w4-hard":
-        return _one_pair(name, "one pair, hard 432 stream (100-250 changes a frame)", seed=4, profile="hard", n=size["hard"])
+        return _one_pair(name, "one pair, hard 432 stream (100-250 changes a frame)", seed=4, profile="hard",
+                         n=size["hard"], spelling=spelling)
     if name == "w2-mixed":
-        sim, pairs = _started_many(seed=2)
+        sim, pairs = _started_many(seed=2, spelling=spelling)
         prefix = [sim.snapshot(p) for p in pairs]  # type: ignore[attr-defined]
         frames = sim.frames(size["mixed"])  # type: ignore[attr-defined]
         return Workload(
@@ -136,7 +156,7 @@ def build(name: str, short: bool) -> Workload:
             _truth(sim, pairs),
         )
     if name == "w3-snapshots":
-        sim, pairs = _started_many(seed=3)
+        sim, pairs = _started_many(seed=3, spelling=spelling)
         snaps: list[bytes] = []
         for r in range(size["snapshot_rounds"]):
             if r:
