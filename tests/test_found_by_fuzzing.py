@@ -1,6 +1,7 @@
 """Defects that coverage-guided fuzzing, a re-entrancy probe and real captured frames found in the
-native core (issue 9). Each test failed before its fix. Core only: the reference model has no
-scratch area, no index and no byte offsets.
+native core (issue 9), and later runs of the fuzz harness (fuzz/). Each test failed before its
+fix. Most are core only (the reference model has no scratch area, no index and no byte offsets);
+those that take ``book_class`` run on both.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from obengine import Book, BookSet, FrameError
+from obengine import Book, BookSet, FrameError, Status
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = Path(__file__).resolve().parent
@@ -205,3 +206,39 @@ def test_the_debug_build_flags_stop_on_signed_overflow_despite_pythons_fwrapv(
         assert "no report" not in result.stdout
     else:
         assert result.returncode == 0 and "no report" in result.stdout, result
+
+
+# --- found by the fuzz harness (fuzz/), against the reference model -------------------------
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        b'[431,{"CS":1,"PS":"BTCTRY","x\\ud800":1}]',
+        b'[431,{"CS":1,"PS":"BTCTRY","AO":[{"P":"1","A":"1","\\udc00":0}]}]',
+        b'[432,{"CS":1,"PS":"BTCTRY","\\udc00\\ud800":{"a":[1]},"AO":[]}]',
+    ],
+    ids=["payload-key", "level-key", "two-lone-halves"],
+)
+def test_a_key_with_an_escaped_lone_surrogate_is_an_unknown_key_and_skipped(book_class: type, frame: bytes) -> None:
+    """docs/rules.md: keys are matched after unescaping and unknown keys are skipped. A key with
+    a lone surrogate escape is valid JSON and matches no known key; the core used to raise."""
+    book = book_class("BTCTRY", 0, 8)
+    assert book.apply(frame) in (Status.APPLIED, Status.GAP)
+    assert book.apply(frame.decode()) in (Status.APPLIED, Status.GAP)
+
+
+@pytest.mark.parametrize("key", ["PS", "event"])
+def test_a_pair_name_with_an_escaped_lone_surrogate_is_still_an_error(book_class: type, key: str) -> None:
+    frame = b'[431,{"CS":1,"%s":"BTC\\ud800"}]' % key.encode()
+    with pytest.raises(FrameError):
+        book_class("BTCTRY", 0, 8).apply(frame)
+
+
+def test_a_books_error_for_a_str_that_utf8_cannot_encode_names_its_pair() -> None:
+    with pytest.raises(FrameError) as info:
+        Book("BTCTRY", 0, 8).apply('[431,{"CS":1,"PS":"BTCTRY","\udc80":1}]')
+    assert info.value.pair == "BTCTRY" and info.value.offset == 28
+    with pytest.raises(FrameError) as info:
+        BookSet().apply('[431,{"CS":1,"PS":"BTCTRY","\udc80":1}]')
+    assert info.value.pair is None      # a BookSet has read no pair: the frame never reached it

@@ -107,17 +107,18 @@ _PARSED.cap[1] = 0
 
 
 cdef inline const unsigned char* _acquire(object frame, Py_buffer* view, Py_ssize_t* size,
-                                         bint* held) except NULL:
-    """The frame's bytes (UTF-8 for str). If *held, release view with PyBuffer_Release."""
+                                         bint* held, str pair) except NULL:
+    """The frame's bytes (UTF-8 for str). If *held, release view with PyBuffer_Release. A str
+    that has no UTF-8 raises FrameError naming pair (the Book's; None for a BookSet)."""
     if PyBytes_CheckExact(frame):           # what a websocket client hands over: inline
         held[0] = False
         size[0] = PyBytes_GET_SIZE(frame)
         return <const unsigned char*>PyBytes_AS_STRING(frame)
-    return _acquire_other(frame, view, size, held)
+    return _acquire_other(frame, view, size, held, pair)
 
 
 cdef const unsigned char* _acquire_other(object frame, Py_buffer* view, Py_ssize_t* size,
-                                         bint* held) except NULL:
+                                         bint* held, str pair) except NULL:
     cdef const char* s
     held[0] = False
     if PyUnicode_Check(frame):
@@ -126,7 +127,7 @@ cdef const unsigned char* _acquire_other(object frame, Py_buffer* view, Py_ssize
         except UnicodeEncodeError as e:     # a lone surrogate: no UTF-8 exists for it
             # the offset is in bytes of UTF-8, as for any frame: that of the text before it
             offset = len(frame[:e.start].encode("utf-8"))
-            raise _FrameError(f"the str cannot be encoded as UTF-8: {e.reason}", offset=offset) from None
+            raise _FrameError(f"the str cannot be encoded as UTF-8: {e.reason}", pair=pair, offset=offset) from None
         return <const unsigned char*>s
     PyObject_GetBuffer(frame, view, PyBUF_SIMPLE)
     held[0] = True
@@ -259,7 +260,7 @@ cdef class Book:
         cdef Py_buffer view
         cdef Py_ssize_t size
         cdef bint held
-        cdef const unsigned char* buf = _acquire(frame, &view, &size, &held)
+        cdef const unsigned char* buf = _acquire(frame, &view, &size, &held, self.pair)
         if not held:                        # bytes and str: nothing to release
             return self._apply(buf, size)
         try:
@@ -543,7 +544,7 @@ cdef class BookSet:
         cdef Py_buffer view
         cdef Py_ssize_t size
         cdef bint held
-        cdef const unsigned char* buf = _acquire(frame, &view, &size, &held)
+        cdef const unsigned char* buf = _acquire(frame, &view, &size, &held, None)
         if not held:                        # bytes and str: nothing to release
             return self._apply(buf, size)
         try:

@@ -173,13 +173,24 @@ cdef inline const unsigned char* _plain_run(const unsigned char* p, const unsign
     return p
 
 
+cdef int _lone_surrogate(Parsed* ps, const unsigned char* at, const unsigned char* buf,
+                         Py_ssize_t* n) noexcept nogil:
+    """A lone surrogate escape while decoding a string into buf (see _string)."""
+    if buf == ps.keybuf:
+        n[0] = -1
+        return 0
+    return _fail(ps, E_ESCAPE, at, "no lone surrogate in a pair name")
+
+
 cdef int _string(Parsed* ps, const unsigned char** s, Py_ssize_t* n,
                  unsigned char* buf, Py_ssize_t cap) noexcept nogil:
     """Read the string whose opening quote is at ps.p; leave ps.p past the closing quote.
 
     Checks escapes, control characters and UTF-8. If s is not NULL, sets (*s, *n) to the
     string's value: a pointer into the frame when it has no escapes, else the value decoded
-    into buf (cap bytes at most; a longer value sets *n = -1).
+    into buf (cap bytes at most; a longer value sets *n = -1). A lone surrogate escape is valid
+    JSON with no UTF-8 form: an error in a pair name, but for a key (buf is ps.keybuf) it only
+    sets *n = -1, a key that matches no known key, so that it is skipped like any unknown key.
     """
     cdef const unsigned char* p = ps.p + 1
     cdef const unsigned char* end = ps.end
@@ -248,9 +259,9 @@ cdef int _string(Parsed* ps, const unsigned char** s, Py_ssize_t* n,
                     u = 0x10000 + ((u - 0xD800) << 10) + (u2 - 0xDC00)
                     p += 6
                 else:
-                    return _fail(ps, E_ESCAPE, p - 6, "no lone surrogate in a key or pair name")
+                    return _lone_surrogate(ps, p - 6, buf, n)
             elif 0xDC00 <= u <= 0xDFFF:
-                return _fail(ps, E_ESCAPE, p - 6, "no lone surrogate in a key or pair name")
+                return _lone_surrogate(ps, p - 6, buf, n)
             o = _put_utf8(o, u)
             continue
         if c == b'b':
