@@ -11,7 +11,8 @@ from reference import RefBook
 PAIR = "BTCTRY"
 
 Level = tuple[int, int]
-State = tuple[list[Level], list[Level], int, int, "int | None", bool, int]
+#: ``(bids, asks, price_scale, amount_scale, seq, synced, anomalies, wide)``
+State = tuple[list[Level], list[Level], int, int, "int | None", bool, int, bool]
 
 
 def _dump(frame: Any) -> str:
@@ -67,20 +68,35 @@ def raw(frame: Any) -> str:
     return _dump(frame)
 
 
+def _units(view: Any) -> list[Level]:
+    """A core view (an int64 array of a narrow book, an object array of Python ints of a wide
+    one) as ``(price_units, amount_units)`` tuples; anything else in it (a float) is a failure."""
+    rows = view.tolist()  # Python ints either way
+    for row in rows:
+        assert len(row) == 2 and all(type(x) is int for x in row), (view.dtype, row)
+    return [(p, a) for p, a in rows]
+
+
 def levels(book: Any) -> tuple[list[Level], list[Level]]:
     """``(bids, asks)`` as lists of ``(price_units, amount_units)`` ints, best first."""
     if isinstance(book, RefBook):
         return book.levels()
-    return (
-        [(int(p), int(a)) for p, a in book.bids.tolist()],
-        [(int(p), int(a)) for p, a in book.asks.tolist()],
-    )
+    return _units(book.bids), _units(book.asks)
 
 
 def state(book: Any) -> State:
-    """Everything a frame may change."""
+    """Everything a frame may change, ``wide`` last."""
     bids, asks = levels(book)
-    return (bids, asks, book.price_scale, book.amount_scale, book.seq, book.synced, book.anomalies)
+    return (
+        bids,
+        asks,
+        book.price_scale,
+        book.amount_scale,
+        book.seq,
+        book.synced,
+        book.anomalies,
+        book.wide,
+    )
 
 
 def outcome(book: Any, frame: Any) -> Any:

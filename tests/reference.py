@@ -8,8 +8,10 @@ It follows ``docs/rules.md`` literally and favours being obviously right over be
   text (exact, never a float) and string values keep the raw text written between their quotes
   (a string holding a number must match the JSON number grammar exactly, inside the quotes).
 * Values are ``Decimal``; a level is stored as ``{price: amount}`` per side and turned into
-  int64 *units* (``value * 10**scale``) only when asked. Rescaling is therefore just raising the
-  scale after checking that every unit count still fits int64.
+  *units* (``value * 10**scale``, a Python int) only when asked. Rescaling is therefore just
+  raising the scale. A narrow book (``wide`` False) becomes wide when an applied frame needs a
+  scale above 18 or a unit count above int64 (see ``RefBook.needs_wide``); a wide book is never
+  checked against int64 again.
 * A frame is validated completely before anything changes, so a ``FrameError`` leaves the book
   untouched (atomicity by construction).
 
@@ -30,6 +32,7 @@ from obengine.errors import FrameError
 
 __all__ = [
     "MAX_SCALE",
+    "WIDE_MAX_SCALE",
     "RefBook",
     "RefBookSet",
     "BookFrame",
@@ -40,9 +43,13 @@ __all__ = [
     "to_units",
 ]
 
+#: The scales a book can be made with, and the most decimal places of CS, CP and the type.
 MAX_SCALE = 18
 INT64_MAX = 2**63 - 1
-INT64_MIN = -(2**63)
+#: rules.md, "Numbers": P and A are values a .NET decimal holds, m * 10**-s with s <= 28 and
+#: m < 2**96; so a wide book's scales go up to 28.
+WIDE_MAX_SCALE = 28
+DECIMAL_M_LIMIT = 2**96
 MAX_PAIR_BYTES = 64
 
 # RFC 8259 number, ASCII digits only (``\d`` would also match other scripts' digits).
@@ -194,35 +201,52 @@ def number_text(value: Any) -> str | None:
     return None
 
 
-def exact_decimal(text: str, fail: Any) -> Decimal:
-    """The exact value of a JSON number's text, after the checks every number gets: at most 18
-    decimal places, and its magnitude fits int64 at its own number of decimal places."""
+@dataclass(frozen=True)
+class Limit:
+    """What a number must be to be read at all: at most ``places`` decimal places, and
+    ``m < m_limit`` where the value is ``±m * 10**-s`` with the smallest ``s >= 0``."""
+
+    places: int
+    m_limit: int
+    name: str  # for messages
+
+
+#: P and A (rules.md: a .NET decimal).
+DECIMAL = Limit(WIDE_MAX_SCALE, DECIMAL_M_LIMIT, "a .NET decimal (m < 2**96)")
+#: CS, CP and the frame type (rules.md: fit int64 with s <= 18).
+INT64 = Limit(MAX_SCALE, INT64_MAX + 1, "int64")
+
+
+def exact_decimal(text: str, fail: Any, limit: Limit) -> Decimal:
+    """The exact value of a JSON number's text, after checking it against ``limit``: write it
+    as ``±m * 10**-s`` with ``m`` and ``s >= 0`` as small as possible; then ``s`` must be at
+    most ``limit.places`` and ``m`` below ``limit.m_limit``."""
     match = NUMBER_GRAMMAR.fullmatch(text)
     assert match is not None
     sign, integer, fraction, exponent_text = match.groups()
     fraction = fraction or ""
     digits = (integer + fraction).lstrip("0")
     if not digits:
-        return Decimal(0)  # zero whatever its spelling; -0 is 0
+        return Decimal(0)  # zero whatever its spelling (m = 0, s = 0); -0 is 0
+    too_many_places = f"more than {limit.places} decimal places"
+    too_big = f"does not fit {limit.name}"
     exponent_text = (exponent_text or "0").lstrip("+")
     exponent_negative = exponent_text.startswith("-")
     exponent_digits = exponent_text.lstrip("-").lstrip("0") or "0"
     if len(exponent_digits) > 30:  # astronomically large or small: decide without int()
-        if exponent_negative:
-            fail("more than 18 decimal places")
-        fail("does not fit int64")
+        fail(too_many_places if exponent_negative else too_big)
     exponent = int(exponent_digits) * (-1 if exponent_negative else 1) - len(fraction)
     stripped = digits.rstrip("0")
     exponent += len(digits) - len(stripped)
-    # value = ±stripped * 10**exponent, last digit of stripped non-zero
-    places = max(0, -exponent)
-    if places > MAX_SCALE:
-        fail("more than 18 decimal places")
-    # units at its own scale: stripped * 10**(exponent + places); count its digits first
-    if len(stripped) + exponent + places > 19:
-        fail("does not fit int64")
-    if int(stripped) * 10 ** (exponent + places) > INT64_MAX:
-        fail("does not fit int64")
+    # value = ±stripped * 10**exponent, the last digit of stripped non-zero
+    places = max(0, -exponent)  # s
+    if places > limit.places:
+        fail(too_many_places)
+    # m = stripped * 10**(exponent + places); count its digits before making it
+    if len(stripped) + exponent + places > len(str(limit.m_limit)):
+        fail(too_big)
+    if int(stripped) * 10 ** (exponent + places) >= limit.m_limit:
+        fail(too_big)
     return Decimal((1 if sign else 0, tuple(int(d) for d in stripped), exponent))
 
 
@@ -249,10 +273,6 @@ def to_units(value: Decimal, scale: int) -> int:
         units, remainder = divmod(coefficient, 10**-shift)
         assert remainder == 0, f"{value} has more than {scale} decimal places"
     return -units if sign else units
-
-
-def fits_int64(units: int) -> bool:
-    return INT64_MIN <= units <= INT64_MAX
 
 
 def serial_delta(cs: int, seq: int) -> int:
@@ -315,16 +335,16 @@ def _known_keys(obj: JObject, known: frozenset[str], where: str, ctx: _Context) 
     return found
 
 
-def _number(value: Any, field: str, ctx: _Context) -> Decimal:
+def _number(value: Any, field: str, ctx: _Context, limit: Limit) -> Decimal:
     text = number_text(value)
     if text is None:
         ctx.fail(f"{field}: not a number")
     assert text is not None
-    return exact_decimal(text, lambda reason: ctx.fail(f"{field}: {reason}"))
+    return exact_decimal(text, lambda reason: ctx.fail(f"{field}: {reason}"), limit)
 
 
 def _integer(value: Any, field: str, ctx: _Context) -> int:
-    number = _number(value, field, ctx)
+    number = _number(value, field, ctx, INT64)
     if decimal_places(number) != 0:
         ctx.fail(f"{field}: not an integer")
     return int(number)
@@ -339,7 +359,7 @@ def parse_frame(frame: Any) -> BookFrame | None:
     kind_value = top[0]
     if not isinstance(kind_value, JNumber):
         ctx.fail("frame type is not an integer")
-    kind_number = exact_decimal(kind_value.text, lambda reason: ctx.fail("bad frame type"))
+    kind_number = exact_decimal(kind_value.text, lambda reason: ctx.fail(f"frame type: {reason}"), INT64)
     if decimal_places(kind_number) != 0:
         ctx.fail("frame type is not an integer")
     kind = int(kind_number)
@@ -383,7 +403,7 @@ def parse_frame(frame: Any) -> BookFrame | None:
             fields = _known_keys(entry, level_keys, f"{where}.", ctx)
             if "P" not in fields:
                 ctx.fail(f"{where}.P: missing")
-            price = _number(fields["P"], f"{where}.P", ctx)
+            price = _number(fields["P"], f"{where}.P", ctx, DECIMAL)
             if price <= 0:
                 ctx.fail(f"{where}.P: price must be > 0")
             cp = 1
@@ -395,7 +415,7 @@ def parse_frame(frame: Any) -> BookFrame | None:
                     ctx.fail(f"{where}.CP: unknown change kind {cp}")
             amount = None
             if "A" in fields:
-                amount = _number(fields["A"], f"{where}.A", ctx)
+                amount = _number(fields["A"], f"{where}.A", ctx, DECIMAL)
                 if amount < 0:
                     ctx.fail(f"{where}.A: amount must be >= 0")
             elif cp != 3:
@@ -447,13 +467,14 @@ class RefBook:
         self.seq: int | None = None
         self.synced = False
         self.anomalies = 0
+        self.wide = False  # rules.md, "Wide books": True from the first frame int64 cannot hold
         self._asks: dict[Decimal, Decimal] = {}
         self._bids: dict[Decimal, Decimal] = {}
 
     def __repr__(self) -> str:
         return (
             f"RefBook({self.pair!r}, scales=({self.price_scale}, {self.amount_scale}), "
-            f"seq={self.seq}, synced={self.synced}, anomalies={self.anomalies}, "
+            f"seq={self.seq}, synced={self.synced}, anomalies={self.anomalies}, wide={self.wide}, "
             f"bids={self.levels()[0]}, asks={self.levels()[1]})"
         )
 
@@ -471,6 +492,22 @@ class RefBook:
         return side(self._bids, True), side(self._asks, False)
 
     # -- applying ---------------------------------------------------------------------------
+
+    def needs_wide(self, frame: BookFrame, price_scale: int, amount_scale: int) -> bool:
+        """rules.md, "Wide books": whether int64 cannot hold what an applied frame needs, at the
+        scales it raises the book to: a scale above 18, a P or A of the frame (each one, the
+        amount of a CP 3 and zero amounts included) above int64 in units, or, for a 432, a held
+        value above int64 once rescaled (whether or not the frame then deletes it)."""
+        if price_scale > MAX_SCALE or amount_scale > MAX_SCALE:
+            return True
+        prices = [change.price for change in frame.changes]
+        amounts = [change.amount for change in frame.changes if change.amount is not None]
+        if frame.kind == 432:  # a 431 empties the book: what it held is not rescaled
+            prices += [*self._asks, *self._bids]
+            amounts += [*self._asks.values(), *self._bids.values()]
+        return any(to_units(p, price_scale) > INT64_MAX for p in prices) or any(
+            to_units(a, amount_scale) > INT64_MAX for a in amounts
+        )
 
     def apply(self, frame: Any) -> Status:
         book_frame = parse_frame(frame)
@@ -495,24 +532,16 @@ class RefBook:
                 self.synced = False
                 return Status.GAP
 
-        # Applied: a 431, or a 432 with delta == 1. Rescale first, then check every value fits.
+        # Applied: a 431, or a 432 with delta == 1. Rescale first (nothing can fail any more:
+        # every value of a parsed frame can be held, in a wide book if int64 cannot hold it).
         price_scale = max(self.price_scale, frame.price_places())
         amount_scale = max(self.amount_scale, frame.amount_places())
+        wide = self.wide or self.needs_wide(frame, price_scale, amount_scale)
         if frame.kind == 431:
             asks: dict[Decimal, Decimal] = {}
             bids: dict[Decimal, Decimal] = {}
         else:
             asks, bids = dict(self._asks), dict(self._bids)
-        values = [(p, "price") for p in (*asks, *bids)]
-        values += [(a, "amount") for a in (*asks.values(), *bids.values())]
-        for change in frame.changes:
-            values.append((change.price, "price"))
-            if change.amount is not None:
-                values.append((change.amount, "amount"))
-        for value, what in values:
-            scale = price_scale if what == "price" else amount_scale
-            if not fits_int64(to_units(value, scale)):
-                ctx.fail(f"{what} {value} does not fit int64 at scale {scale}")
 
         anomalies = 0
         for change in frame.changes:
@@ -521,6 +550,7 @@ class RefBook:
         # commit
         self._asks, self._bids = asks, bids
         self.price_scale, self.amount_scale = price_scale, amount_scale
+        self.wide = wide
         self.seq = frame.cs
         self.synced = True
         self.anomalies += anomalies

@@ -22,7 +22,7 @@ BIDS_UNITS = [(2150000, 10_000_000), (2149990, 200_000_000)]
 def test_new_book_is_empty_unsynced_with_the_given_scales(make_book: Callable[..., Any]) -> None:
     b = make_book("ETHUSDT", 1, 8)
     assert b.pair == "ETHUSDT"
-    assert state(b) == ([], [], 1, 8, None, False, 0)
+    assert state(b) == ([], [], 1, 8, None, False, 0, False)
 
 
 # --- 431 -------------------------------------------------------------------------------------
@@ -33,7 +33,7 @@ def test_431_fills_the_book_sets_seq_and_syncs(make_book: Callable[..., Any]) ->
     status = b.apply(f431(100, BASE_ASKS, BASE_BIDS))
     assert status == Status.APPLIED
     assert isinstance(status, Status)
-    assert state(b) == (BIDS_UNITS, ASKS_UNITS, 0, 8, 100, True, 0)
+    assert state(b) == (BIDS_UNITS, ASKS_UNITS, 0, 8, 100, True, 0, False)
 
 
 def test_431_levels_may_come_in_any_order(make_book: Callable[..., Any]) -> None:
@@ -44,12 +44,12 @@ def test_431_levels_may_come_in_any_order(make_book: Callable[..., Any]) -> None
 
 def test_431_replaces_every_previous_level(book: Any) -> None:
     assert book.apply(f431(101, [("3000000", "1")], [])) == Status.APPLIED
-    assert state(book) == ([], [(3000000, 100_000_000)], 0, 8, 101, True, 0)
+    assert state(book) == ([], [(3000000, 100_000_000)], 0, 8, 101, True, 0, False)
 
 
 def test_431_without_ao_and_bo_empties_the_book(book: Any) -> None:
     assert book.apply(raw([431, {"CS": 5, "PS": PAIR}])) == Status.APPLIED
-    assert state(book) == ([], [], 0, 8, 5, True, 0)
+    assert state(book) == ([], [], 0, 8, 5, True, 0, False)
 
 
 def test_431_mid_stream_is_the_new_base_even_with_a_lower_cs(book: Any) -> None:
@@ -66,7 +66,7 @@ def test_431_duplicate_price_replaces_the_amount_and_counts_an_anomaly(
 ) -> None:
     b = make_book()
     b.apply(f431(1, [("100", "1"), ("100", "2")], []))
-    assert state(b) == ([], [(100, 200_000_000)], 0, 8, 1, True, 1)
+    assert state(b) == ([], [(100, 200_000_000)], 0, 8, 1, True, 1, False)
 
 
 def test_431_zero_amount_inserts_nothing_and_counts_an_anomaly(
@@ -74,7 +74,7 @@ def test_431_zero_amount_inserts_nothing_and_counts_an_anomaly(
 ) -> None:
     b = make_book()
     b.apply(f431(1, [("100", "0"), ("101", "1")], [("99", "0.00")]))
-    assert state(b) == ([], [(101, 100_000_000)], 0, 8, 1, True, 2)
+    assert state(b) == ([], [(101, 100_000_000)], 0, 8, 1, True, 2, False)
 
 
 def test_431_level_cp_is_an_unknown_key_and_skipped(make_book: Callable[..., Any]) -> None:
@@ -103,7 +103,7 @@ def test_432_before_the_first_431_is_a_gap_and_changes_nothing(
 ) -> None:
     b = make_book()
     assert b.apply(f432(1, [("100", "1", 1)])) == Status.GAP
-    assert state(b) == ([], [], 0, 8, None, False, 0)
+    assert state(b) == ([], [], 0, 8, None, False, 0, False)
 
 
 def test_432_with_the_next_cs_is_applied(book: Any) -> None:
@@ -116,6 +116,7 @@ def test_432_with_the_next_cs_is_applied(book: Any) -> None:
         101,
         True,
         0,
+        False,
     )
 
 
@@ -136,7 +137,7 @@ def test_432_with_the_same_or_an_older_cs_is_stale_and_changes_nothing(
 def test_432_skipping_a_cs_is_a_gap_and_unsyncs_until_the_next_431(book: Any) -> None:
     before = state(book)
     assert book.apply(f432(102, [("2150010", "9", 0)])) == Status.GAP
-    assert state(book) == (*before[:5], False, 0)
+    assert state(book) == (*before[:5], False, 0, False)
     unsynced = state(book)
     # while unsynced every 432 is a gap, even the one that was missing, and nothing changes
     for cs in (101, 103, 100, 102):
@@ -244,7 +245,7 @@ def test_432_crossing_the_book_stays_applied_but_unsyncs(book: Any, bid: str) ->
 def test_crossed_431_is_applied_with_its_seq_but_unsynced(make_book: Callable[..., Any]) -> None:
     b = make_book()
     assert b.apply(f431(9, [("100", "1")], [("100", "1")])) == Status.CROSSED
-    assert state(b) == ([(100, 100_000_000)], [(100, 100_000_000)], 0, 8, 9, False, 0)
+    assert state(b) == ([(100, 100_000_000)], [(100, 100_000_000)], 0, 8, 9, False, 0, False)
     assert b.apply(f432(10, [("101", "1", 1)])) == Status.GAP
 
 
@@ -434,4 +435,4 @@ def test_frames_may_be_str_bytes_bytearray_or_memoryview(
     assert b.apply(convert(f432(101, [("2150010", "0.7", 0)]))) == Status.APPLIED
     assert b.apply(convert("[991]")) == Status.IGNORED
     assert b.apply(convert(f432(101, [("2150010", "0.9", 0)]))) == Status.STALE
-    assert state(b) == (BIDS_UNITS, [(2150010, 70_000_000), ASKS_UNITS[1]], 0, 8, 101, True, 0)
+    assert state(b) == (BIDS_UNITS, [(2150010, 70_000_000), ASKS_UNITS[1]], 0, 8, 101, True, 0, False)

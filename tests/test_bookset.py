@@ -44,8 +44,8 @@ def test_frames_are_routed_to_the_book_of_their_pair(
     assert "BTCTRY" in books and "ETHTRY" in books and "XRPTRY" not in books
     btc, eth = books["BTCTRY"], books["ETHTRY"]
     assert isinstance(btc, book_class) and btc.pair == "BTCTRY"
-    assert state(btc) == ([(2150000, 100_000_000)], [(2150010, 70_000_000)], 0, 8, 11, False, 0)
-    assert state(eth) == ([], [(90010, 200_000_000)], 0, 8, -6, True, 0)
+    assert state(btc) == ([(2150000, 100_000_000)], [(2150010, 70_000_000)], 0, 8, 11, False, 0, False)
+    assert state(eth) == ([], [(90010, 200_000_000)], 0, 8, -6, True, 0, False)
     assert books["BTCTRY"] is btc  # the same book every time
     assert isinstance(books, Mapping)
 
@@ -89,7 +89,7 @@ def test_an_unknown_pair_infers_its_scales_from_the_first_snapshot(bookset_class
     books = bookset_class()
     books.apply(f431(1, [("0.01234", "1500")], [("0.0123", "0.25")], pair="SHIBTRY"))
     book = books["SHIBTRY"]
-    assert state(book) == ([(1230, 25)], [(1234, 150_000)], 5, 2, 1, True, 0)
+    assert state(book) == ([(1230, 25)], [(1234, 150_000)], 5, 2, 1, True, 0, False)
     books.apply(f432(2, [("0.01235", "12.5", 1)], pair="SHIBTRY"))
     assert (book.price_scale, book.amount_scale) == (5, 2)
 
@@ -97,7 +97,7 @@ def test_an_unknown_pair_infers_its_scales_from_the_first_snapshot(bookset_class
 def test_a_first_432_creates_an_unsynced_book(bookset_class: Any) -> None:
     books = bookset_class()
     assert books.apply(f432(5, [("100", "1", 1)], pair="ETHTRY")) == ("ETHTRY", Status.GAP)
-    assert state(books["ETHTRY"]) == ([], [], 0, 8, None, False, 0)
+    assert state(books["ETHTRY"]) == ([], [], 0, 8, None, False, 0, False)
 
 
 @pytest.mark.parametrize(
@@ -122,13 +122,24 @@ def test_a_malformed_frame_creates_no_book_and_changes_none(
     assert set_state(books) == before and "NEWPAIR" not in books
 
 
-def test_a_frame_that_does_not_fit_its_new_book_creates_no_book(bookset_class: Any) -> None:
+def test_a_first_frame_int64_cannot_hold_creates_a_wide_book(bookset_class: Any) -> None:
     books = bookset_class({"TINY": (18, 0)})
-    with pytest.raises(FrameError):
-        books.apply(f431(1, [("100", "1")], [], pair="TINY"))  # 100 * 10**18 > int64
-    assert "TINY" not in books and len(books) == 0
+    # 100 at price scale 18 is 10**20 units: more than int64, so the new book is wide
+    assert books.apply(f431(1, [("100", "1")], [], pair="TINY")) == ("TINY", Status.APPLIED)
+    assert state(books["TINY"]) == ([], [(10**20, 1)], 18, 0, 1, True, 0, True)
+    assert books.apply(f431(1, [("1", "1")], [], pair="SMALL")) == ("SMALL", Status.APPLIED)
+    assert state(books["SMALL"]) == ([], [(1, 1)], 0, 0, 1, True, 0, False)
+
+
+def test_a_first_frame_beyond_a_net_decimal_creates_no_book(bookset_class: Any) -> None:
+    books = bookset_class({"TINY": (18, 0)})
+    for price in ("79228162514264337593543950336", "1e-29"):  # m = 2**96; 29 decimal places
+        with pytest.raises(FrameError):
+            books.apply(f431(1, [(price, "1")], [], pair="TINY"))
+        assert "TINY" not in books and len(books) == 0
     assert books.apply(f431(1, [("1", "1")], [], pair="TINY")) == ("TINY", Status.APPLIED)
     assert levels(books["TINY"]) == ([], [(10**18, 1)])
+    assert not books["TINY"].wide
 
 
 def test_books_are_independent(bookset_class: Any) -> None:

@@ -29,7 +29,8 @@ def book() -> Book:
 # --- views -----------------------------------------------------------------------------------
 
 
-def test_views_are_read_only_int64_k_by_2_arrays_best_first(book: Book) -> None:
+def test_a_narrow_books_views_are_read_only_int64_k_by_2_arrays_best_first(book: Book) -> None:
+    assert book.wide is False
     for view in (book.bids, book.asks):
         assert isinstance(view, np.ndarray)
         assert view.dtype == np.int64 and view.ndim == 2 and view.shape == (3, 2)
@@ -40,7 +41,7 @@ def test_views_are_read_only_int64_k_by_2_arrays_best_first(book: Book) -> None:
     assert book.asks.tolist() == [[10050, 1250], [10075, 500], [10100, 3000]]
 
 
-def test_views_share_the_books_memory(book: Book) -> None:
+def test_a_narrow_books_views_share_its_memory(book: Book) -> None:
     for name in ("bids", "asks"):
         first, second = getattr(book, name), getattr(book, name)
         assert not first.flags.owndata and first.base is not None
@@ -49,7 +50,7 @@ def test_views_share_the_books_memory(book: Book) -> None:
     assert np.shares_memory(book.top(2)[1], book.asks)
 
 
-def test_a_view_shows_the_book_without_copying(book: Book) -> None:
+def test_a_narrow_books_view_shows_the_book_without_copying(book: Book) -> None:
     view = book.asks
     before = view.copy()
     book.apply(f432(2, [("100.5", "9", 0)], pair="XYZTRY"))
@@ -58,7 +59,7 @@ def test_a_view_shows_the_book_without_copying(book: Book) -> None:
     assert before[0].tolist() == [10050, 1250]
 
 
-def test_an_empty_side_is_a_0_by_2_view() -> None:
+def test_an_empty_side_of_a_narrow_book_is_a_0_by_2_int64_view() -> None:
     b = Book("XYZTRY", 0, 0)
     for view in (b.bids, b.asks):
         assert view.shape == (0, 2) and view.dtype == np.int64
@@ -169,13 +170,13 @@ def test_snapshot_of_extreme_values_is_exact() -> None:
 
 
 @pytest.mark.parametrize("scales", [(-1, 0), (19, 0), (0, -1), (0, 19), (100, 100)])
-def test_scales_outside_0_to_18_raise_value_error(scales: tuple[int, int]) -> None:
+def test_constructor_scales_outside_0_to_18_raise_value_error(scales: tuple[int, int]) -> None:
     with pytest.raises(ValueError):
         Book("BTCTRY", *scales)
 
 
 @pytest.mark.parametrize("scales", [(0, 0), (18, 18), (0, 18)])
-def test_scales_0_to_18_are_accepted(scales: tuple[int, int]) -> None:
+def test_constructor_scales_0_to_18_are_accepted(scales: tuple[int, int]) -> None:
     b = Book("BTCTRY", *scales)
     assert (b.price_scale, b.amount_scale) == scales
 

@@ -8,8 +8,11 @@ dropped, duplicated, delayed (reordered), corrupted (truncated, bad values, miss
 keys), interleaved with frames of other types and other pairs, and spelled in every JSON way
 (whitespace, key order, numbers as strings or JSON numbers, exponents, trailing zeros, unknown
 keys with nested values, escaped keys, str/bytes/bytearray/memoryview). Values sometimes carry
-more decimal places than the book (rescales), up to 19 (an error), and some magnitudes are big
-enough that a rescale overflows int64.
+more decimal places than the book (rescales), up to 28 (a wide book) or 29 (an error), and some
+magnitudes (meme coins: hundreds of millions of tokens at 12 places, prices beyond int64) are big
+enough that a value or a rescale does not fit int64, so that streams cross the switch to a wide
+book (docs/rules.md, "Wide books"); ``state()`` includes ``wide``, so the twins must agree on when
+it happens.
 """
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ from decimal import Decimal, localcontext
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, find, given, settings
 from hypothesis import strategies as st
 
 import obengine
@@ -63,6 +66,7 @@ class Market:
     tick: Decimal  # price step at the pair's usual scale
     lot: Decimal  # amount step at the pair's usual scale
     mid: Decimal
+    meme: bool = False  # sometimes trades huge amounts (beyond int64 in units)
     asks: dict[Decimal, Decimal] = field(default_factory=dict)
     bids: dict[Decimal, Decimal] = field(default_factory=dict)
 
@@ -95,31 +99,40 @@ def book_frame(kind: int, pair: str, cs: int, asks: list[Pairs], bids: list[Pair
     return Frame(kind, pair, [("CS", cs), ("PS", pair), ("AO", asks), ("BO", bids)])
 
 
-def extra_places(draw: Draw, fine: bool) -> int:
-    """0, or how many decimal places to add to a value of a frame allowed finer values."""
+def finer(draw: Draw, value: Decimal, step: Decimal, fine: bool) -> Decimal:
+    """value, or (in a frame allowed finer values, sometimes) value plus a digit at more places:
+    a few more than the step's, or 12 to 28 places (wide), capped so that m keeps to 28 digits,
+    or rarely 29 places (beyond a .NET decimal: a FrameError for any frame)."""
     if not fine or draw(st.integers(0, 2)):
-        return 0
-    return draw(st.sampled_from([1, 2, 3, 1, 18]))
+        return value
+    extra = draw(st.sampled_from([1, 2, 3] * 3 + [12, 18, 19, 24, 28, 29]))
+    if extra <= 3:
+        places = decimal_places(step) + extra
+    elif extra == 29:
+        places = 29
+    else:
+        places = max(decimal_places(step) + 1, min(extra, 28 - len(str(int(value)))))
+    return value + Decimal(draw(st.integers(1, 9))).scaleb(-places)
 
 
 def draw_price(draw: Draw, m: Market, side: str, fine: bool = False) -> Decimal:
     """A price on the right side of the mid; in a fine frame, sometimes with more places."""
     k = draw(st.integers(1, 12))
     price = m.mid + k * m.tick if side == "AO" else m.mid - k * m.tick
-    extra = extra_places(draw, fine)
-    if extra:
-        places = extra if extra == 18 else decimal_places(m.tick) + extra
-        price += Decimal(draw(st.integers(1, 9))).scaleb(-places)
-    return price
+    return finer(draw, price, m.tick, fine)
+
+
+#: Lots per amount: mostly ordinary, sometimes near int64 at the market's scale (2**62 lots: a
+#: rescale by one more place overflows; 2**62 // 100: by three), and in a meme market sometimes
+#: huge: 9.3 million tokens at 12 places is beyond int64 in units; 2**80 lots at any scale.
+LOTS = [1, 7, 50, 1234, 10**4] * 3 + [10**10, 2**62, 2**62 // 100]
+HUGE_LOTS = [9_300_000 * 10**12, 10**20, 2**80]
 
 
 def draw_amount(draw: Draw, m: Market, fine: bool = False) -> Decimal:
-    amount = m.lot * draw(st.sampled_from([1, 7, 50, 1234, 10**4] * 3 + [10**10]))
-    extra = extra_places(draw, fine)
-    if extra:
-        places = extra if extra == 18 else decimal_places(m.lot) + extra
-        amount += Decimal(draw(st.integers(1, 9))).scaleb(-places)
-    return amount
+    huge = m.meme and draw(st.integers(0, 14)) == 0
+    amount = m.lot * draw(st.sampled_from(HUGE_LOTS if huge else LOTS))
+    return finer(draw, amount, m.lot, fine)
 
 
 def entry(price: Decimal, amount: Decimal | None, cp: int | None) -> list[tuple[str, Any]]:
@@ -132,14 +145,17 @@ def entry(price: Decimal, amount: Decimal | None, cp: int | None) -> list[tuple[
 
 
 def new_market(draw: Draw, pair: str) -> Market:
-    price_places = draw(st.integers(0, 4))
-    amount_places = draw(st.integers(0, 8))
+    price_places = draw(st.integers(0, 4) | st.sampled_from([8, 12]))  # [8, 12]: meme coins
+    amount_places = draw(st.integers(0, 8) | st.just(12))
     tick = Decimal(1).scaleb(-price_places)
-    mid_units = draw(st.sampled_from([2_150_000, 1000, 37, 10**12, 2_150_000, 10**15]))
+    mid_units = draw(
+        st.sampled_from([2_150_000, 1000, 37, 10**12, 2_150_000, 10**15] * 2 + [10**20, 4 * 10**18])
+    )  # 4 * 10**18 ticks: held prices overflow int64 on the first finer price
     cs = draw(
         st.sampled_from([100, 2**31 - 3, -1748790363, -1, 0]) | st.integers(-(2**31), 2**31 - 1)
     )
     m = Market(pair, cs, tick, Decimal(1).scaleb(-amount_places), mid_units * tick)
+    m.meme = draw(st.integers(0, 2)) == 0
     refill(draw, m)
     return m
 
@@ -220,8 +236,10 @@ def change_set(draw: Draw, m: Market, crossing: bool = False) -> Frame:
 # ---------------------------------------------------------------------------------------------
 
 BAD_VALUES = {
-    "P": ['"0"', '"-1"', "0", '"abc"', "null", '""', '"1e-19"', '"1e19"', '" 1"', "true", "[1]"],
-    "A": ['"-1"', "-0.5", '"x"', "null", '"1e-19"', '"9223372036854775808"', "{}"],
+    "P": ['"0"', '"-1"', "0", '"abc"', "null", '""', '"1e-29"', '"1e29"', '" 1"', "true", "[1]",
+          '"79228162514264337593543950336"', "1.00000000000000000000000000001"],
+    "A": ['"-1"', "-0.5", '"x"', "null", '"1e-29"', '"79228162514264337593543950336"', "{}",
+          "7.9228162514264337593543950336"],
     "CP": ["2", "4", '"1.5"', "null", '"x"', "-1", "[0]"],
     "CS": ['"x"', "1.5", "null", "true", '"1e19"', "{}"],
     "PS": ["5", "true", "[]", '""', '"' + "X" * 65 + '"'],
@@ -430,7 +448,7 @@ DELIVERY = ["deliver"] * 10 + ["drop", "duplicate", "duplicate", "delay", "corru
 def streams(draw: Draw, pairs: tuple[str, ...]) -> tuple[dict[str, Market], list[Any]]:
     """Markets for the pairs and a list of frames as they arrive over a faulty line."""
     with localcontext() as context:
-        context.prec = 80  # exact sums of big prices and 19-place fractions
+        context.prec = 80  # exact sums of big prices and 29-place fractions
         return _stream(draw, pairs)
 
 
@@ -507,6 +525,7 @@ def test_native_book_matches_the_model_after_every_frame(data: st.DataObject) ->
     # the book's scales: at most a little more than the market's (then no rescale is needed)
     price_scale = data.draw(st.integers(0, decimal_places(market.tick) + 2), label="price_scale")
     amount_scale = data.draw(st.integers(0, decimal_places(market.lot) + 2), label="amount_scale")
+    assert max(price_scale, amount_scale) <= 18  # what a book can be made with
     ref = RefBook("BTCTRY", price_scale, amount_scale)
     core = obengine.Book("BTCTRY", price_scale, amount_scale)
     for i, frame in enumerate(line):
@@ -515,6 +534,27 @@ def test_native_book_matches_the_model_after_every_frame(data: st.DataObject) ->
         assert got == expected, f"frame {i}: {describe(frame)}: core {got!r}, ref {expected!r}"
         assert isinstance(got, Status) or got == "FrameError"
         assert state(core) == state(ref), f"after frame {i}: {describe(frame)}"
+
+
+def test_the_streams_cross_the_switch_to_a_wide_book_mid_stream() -> None:
+    """The strategies above reach the switch of "Wide books" from a synced narrow book (not only
+    from a first snapshot), so the differential tests compare the twins across it."""
+
+    def crosses(stream: tuple[dict[str, Market], list[Any]]) -> bool:
+        book = RefBook("BTCTRY", 0, 0)
+        for frame in stream[1]:
+            narrow_and_synced = book.synced and not book.wide
+            outcome(book, frame)
+            if narrow_and_synced and book.wide:
+                return True
+        return False
+
+    _markets, line = find(
+        streams(("BTCTRY",)),
+        crosses,
+        settings=settings(max_examples=5000, database=None, deadline=None, phases=[Phase.generate]),
+    )
+    assert crosses((_markets, line))
 
 
 @SETTINGS

@@ -27,6 +27,7 @@ def assert_canonical_change_applied(book: Any, frame: Any) -> None:
     assert levels(book) == EXPECTED
     assert (book.seq, book.synced, book.anomalies) == (101, True, 0)
     assert (book.price_scale, book.amount_scale) == (0, 8)
+    assert book.wide is False
 
 
 CANONICAL = (
@@ -205,6 +206,16 @@ TAIL_BIDS = (
     '{"CP":1,"A":"99999999.99999999","P":"2149980"},{"CP":0,"A":"0.1","P":"2150000"},'
     '{"CP":3,"A":"0","P":"2149990"}'
 )
+# Values only a wide book holds (beyond int64 in units, more than 18 places), in the exchange's
+# order: the templates must hand them over and the frame must make the book wide either way.
+WIDE_TAIL_ASKS = (
+    '{"CP":0,"P":"2150010","A":"9300000.123456789012"},{"CP":1,"P":"2150030","A":"12.5"},'
+    '{"CP":3,"P":"2150020","A":"1.25"},{"CP":1,"P":"2150040","A":"100000000000"}'
+)
+WIDE_TAIL_BIDS = (
+    '{"CP":1,"P":"2149980.0000000000000000000001","A":"1"},{"CP":0,"P":"2150000","A":"0.1"},'
+    '{"CP":3,"P":"2149990","A":"79228162514264337593543950335"}'
+)
 
 
 def _result(book: Any, frame: str) -> tuple[Any, Any]:
@@ -234,8 +245,10 @@ def exchange_frame(asks: str, bids: str, channel: str) -> str:
 @pytest.mark.parametrize(
     ("asks", "bids"),
     [(REAL_TAIL_ASKS, REAL_TAIL_BIDS), (REAL_TAIL_ASKS, ""), ("", REAL_TAIL_BIDS),
-     (TAIL_ASKS, TAIL_BIDS), (TAIL_ASKS, ""), ("", TAIL_BIDS)],
-    ids=["both-sides", "asks-last", "bids-only", "old-both-sides", "old-asks-last", "old-bids-only"],
+     (TAIL_ASKS, TAIL_BIDS), (TAIL_ASKS, ""), ("", TAIL_BIDS),
+     (WIDE_TAIL_ASKS, WIDE_TAIL_BIDS), (WIDE_TAIL_ASKS, ""), ("", WIDE_TAIL_BIDS)],
+    ids=["both-sides", "asks-last", "bids-only", "old-both-sides", "old-asks-last", "old-bids-only",
+         "wide-both-sides", "wide-asks-last", "wide-bids-only"],
 )
 def test_the_exchange_layout_reads_as_the_general_reading_at_every_distance_from_the_end(
     make_book: Any, asks: str, bids: str
@@ -248,9 +261,39 @@ def test_the_exchange_layout_reads_as_the_general_reading_at_every_distance_from
         frame = exchange_frame(asks, bids, "c" * n)
         applied = result(frame)
         assert applied[0] == Status.APPLIED and applied[1] != base
+        assert applied[1][-1] is (asks is WIDE_TAIL_ASKS or bids is WIDE_TAIL_BIDS)  # wide
         assert applied == result(frame.replace('{"', '{ "')), n
         # the last level of each side broken: the same error, and no change
         broken = frame.replace('"P":"2150040"', '"P":"2150040x"').replace('"P":"2149990"', '"P":"2149990x"')
+        refused = result(broken)
+        assert refused[1] == base and isinstance(refused[0], str)
+        assert refused == result(broken.replace('{"', '{ "')), n
+
+
+@pytest.mark.parametrize(
+    ("asks", "bids"),
+    [(REAL_TAIL_ASKS, REAL_TAIL_BIDS), (TAIL_ASKS, TAIL_BIDS), (WIDE_TAIL_ASKS, WIDE_TAIL_BIDS)],
+    ids=["both-sides", "old-both-sides", "wide-both-sides"],
+)
+def test_the_exchange_layout_on_a_wide_book_reads_as_the_general_reading(
+    make_book: Any, asks: str, bids: str
+) -> None:
+    """As above, on a book already wide (its third ask is 1e19 units): the reader may not write
+    the values into int64 units, whatever they are."""
+
+    def result(frame: str) -> tuple[Any, Any]:
+        b = make_book()
+        b.apply(f431(100, [*BASE_ASKS, ("2150050", "100000000000")], BASE_BIDS))
+        assert b.wide
+        return _result(b, frame)
+
+    base = result('[432,{"CS":100,"PS":"BTCTRY"}]')[1]
+    for n in range(0, 300, 3):
+        frame = exchange_frame(asks, bids, "c" * n)
+        applied = result(frame)
+        assert applied[0] == Status.APPLIED and applied[1] != base and applied[1][-1] is True
+        assert applied == result(frame.replace('{"', '{ "')), n
+        broken = frame.replace('"P":"2150040"', '"P":"2150040x"')
         refused = result(broken)
         assert refused[1] == base and isinstance(refused[0], str)
         assert refused == result(broken.replace('{"', '{ "')), n
@@ -321,6 +364,18 @@ LEVELS_432 = [
     '{"CP":1,"A":"0.7",\n"P":"2150005"}',
     '{"CP":1,"A":"07","P":"2150005"}',
     '{"CP":1,"A":"0.7","P":"2150005" }',
+    # values only a wide book holds, and values beyond a .NET decimal
+    '{"CP":1,"P":"2150005","A":"100000000000"}',
+    '{"CP":1,"P":"2150005","A":"9300000.123456789012"}',
+    '{"CP":1,"P":"2150005","A":"0.0000000000000000000000000001"}',
+    '{"CP":1,"P":"2150005.0000000000000000000001","A":"0.7"}',
+    '{"CP":1,"P":"79228162514264337593543950335","A":"0.7"}',
+    '{"CP":3,"P":"2150010","A":"79228162514264337593543950335"}',
+    '{"CP":1,"P":"2150005","A":"0.00000000000000000000000000001"}',
+    '{"CP":1,"P":"79228162514264337593543950336","A":"0.7"}',
+    '{"CP":1,"A":"100000000000","P":"2150005"}',
+    '{"CP":1,"A":"1e-28","P":"2150005"}',
+    '{"CP":1,"A":"1e-29","P":"2150005"}',
 ]
 LEVELS_431 = [
     '{"A":"0.7","P":"2150005"}',
@@ -330,6 +385,9 @@ LEVELS_431 = [
     '{"A":"0.7","P":"0"}',
     '{"A":"0.7"}',
     '{"A":"0.7","A":"0.7","P":"2150005"}',
+    '{"A":"9300000.123456789012","P":"2150005"}',
+    '{"P":"2150005.0000000000000000000001","A":"0.7"}',
+    '{"A":"79228162514264337593543950336","P":"2150005"}',
 ]
 
 

@@ -51,7 +51,7 @@ def change(price: str = '"2150010"', amount: str = '"0.7"', cp: str = "0", cs: s
 def test_amount_spellings_give_exact_units(book: Any, spelling: str, units: int) -> None:
     assert book.apply(change(amount=spelling)) == Status.APPLIED
     assert levels(book)[1][0] == (2150010, units)
-    assert book.amount_scale == 8 and book.anomalies == 0
+    assert book.amount_scale == 8 and book.anomalies == 0 and not book.wide
 
 
 @pytest.mark.parametrize(
@@ -71,7 +71,7 @@ def test_amount_spellings_give_exact_units(book: Any, spelling: str, units: int)
 def test_price_spellings_give_exact_units(book: Any, spelling: str) -> None:
     assert book.apply(change(price=spelling)) == Status.APPLIED
     assert levels(book)[1] == [(2150010, 70_000_000), (2150020, 125_000_000)]
-    assert book.price_scale == 0 and book.anomalies == 0
+    assert book.price_scale == 0 and book.anomalies == 0 and not book.wide
 
 
 @pytest.mark.parametrize(
@@ -120,7 +120,7 @@ def test_cp_is_an_integer_by_value_however_it_is_spelled(
 def test_negative_zero_and_any_zero_amount_is_zero(book: Any, spelling: str) -> None:
     assert book.apply(change(amount=spelling)) == Status.APPLIED
     assert levels(book)[1] == [(2150020, 125_000_000)]  # amount 0: deleted, with an anomaly
-    assert book.anomalies == 1 and book.amount_scale == 8
+    assert book.anomalies == 1 and book.amount_scale == 8 and not book.wide
 
 
 def _shapes() -> list[str]:
@@ -148,13 +148,14 @@ def test_every_shape_of_plain_decimal_is_read_exactly(make_book: Callable[..., A
                 Decimal(level[0]), Decimal(level[1])), level
 
 
-def test_int64_max_price_fits_at_scale_0(make_book: Callable[..., Any]) -> None:
+def test_int64_max_price_fits_a_narrow_book_at_scale_0(make_book: Callable[..., Any]) -> None:
     b = make_book(price_scale=0, amount_scale=0)
     assert b.apply(f431(1, [("9223372036854775807", "1")], [("1", "1")])) == Status.APPLIED
     assert levels(b) == ([(1, 1)], [(2**63 - 1, 1)])
+    assert not b.wide
 
 
-def test_18_decimal_places_are_accepted(make_book: Callable[..., Any]) -> None:
+def test_18_decimal_places_are_accepted_by_a_narrow_book(make_book: Callable[..., Any]) -> None:
     b = make_book(price_scale=0, amount_scale=0)
     frame = f431(1, [("1.000000000000000001", "0.000000000000000001")], [("1", "9")])
     assert b.apply(frame) == Status.APPLIED
@@ -166,6 +167,7 @@ def test_18_decimal_places_are_accepted(make_book: Callable[..., Any]) -> None:
         1,
         True,
         0,
+        False,
     )
 
 

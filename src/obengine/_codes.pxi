@@ -24,8 +24,8 @@ cdef enum:
     E_PRICE
     E_AMOUNT
     E_WRONG_PAIR        # raised by Book, not the parser
-    E_RESCALE           # raised at commit: rescaling the book would overflow
-    E_CONVERT           # raised at commit: a value does not fit at the book's scale
+    E_WIDE_RANGE        # a price or amount beyond .NET decimal: m >= 2**96
+    E_WIDE_DECIMALS     # a price or amount with more than WIDE_SCALE_LIMIT decimal places
 
 # Fields, for error locations.
 cdef enum:

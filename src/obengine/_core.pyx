@@ -2,13 +2,15 @@
 
 Fixed-point invariant
 ---------------------
-Every price and amount is held as an int64 count of *units*: ``price_units = price *
-10**price_scale`` and ``amount_units = amount * 10**amount_scale``, with scales (decimal places)
-in 0..18. Units come only from decimal text parsed digit by digit (never through a float), and
-every scaling is a multiplication by a power of ten checked against INT64_MAX first. A value that
-cannot be held exactly is never rounded: either the book rescales itself exactly (raising its
-scale and multiplying every stored value by a power of ten) or the frame raises FrameError and
-changes nothing. The full rules are in docs/rules.md.
+Every price and amount is held as a count of *units*: ``price_units = price * 10**price_scale``
+and ``amount_units = amount * 10**amount_scale``. A narrow book (every book, at first) holds int64
+units with scales (decimal places) in 0..18; a wide book holds Python ints with scales in 0..28.
+Units come only from decimal text parsed digit by digit (never through a float). A value that
+cannot be held exactly is never rounded: the book rescales itself exactly (raising its scale and
+multiplying every stored value by a power of ten, each multiplication of int64 units checked
+against INT64_MAX first), and turns wide when int64 cannot hold the result; a value beyond what
+a .NET decimal holds (the exchange's own type) raises FrameError and changes nothing. The full
+rules are in docs/rules.md.
 
 Atomicity
 ---------
@@ -28,11 +30,12 @@ from libc.string cimport memcmp, memcpy, memmove, memset
 from cpython.buffer cimport PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_GET_SIZE
 from cpython.unicode cimport PyUnicode_Check, PyUnicode_DecodeUTF8
-from cpython.mem cimport PyMem_Calloc, PyMem_Free
+from cpython.mem cimport PyMem_Calloc, PyMem_Free, PyMem_Malloc
 from cpython.ref cimport PyObject
 cimport cython
 
 import enum as _enum
+from bisect import bisect_left as _bisect_left
 from decimal import Decimal as _Decimal
 from typing import TypedDict as _TypedDict
 
@@ -51,8 +54,10 @@ include "_side.pxi"
 include "_index.pxi"
 include "_errors.pxi"
 
-#: Largest scale (decimal places) a book can have: 10**18 is the largest power of ten in int64.
+#: Largest scale (decimal places) of a narrow book: 10**18 is the largest power of ten in int64.
 MAX_SCALE = SCALE_LIMIT
+#: Largest scale of a wide book: the most decimal places a .NET decimal has.
+MAX_WIDE_SCALE = WIDE_SCALE_LIMIT
 
 
 class Status(_enum.IntEnum):
@@ -181,7 +186,7 @@ cdef _Rows _new_rows(Py_ssize_t rows):
     return r
 
 
-cdef str _units_text(int64_t units, int scale):
+cdef str _units_text(object units, int scale):
     """Exact decimal text of units at scale (e.g. 12345, 2 -> '123.45')."""
     if scale == 0:
         return str(units)
@@ -193,6 +198,69 @@ cdef int _check_scale(object value, str name) except -1:
     if not isinstance(value, int) or not 0 <= value <= SCALE_LIMIT:
         raise ValueError(f"{name} must be an int in 0..{SCALE_LIMIT}, got {value!r}")
     return 0
+
+
+@cython.final
+cdef class _Wide:
+    """The levels of a wide book (docs/rules.md, "Wide books"): per side (0 asks, 1 bids) a list
+    of keys ascending (asks: price_units, bids: -price_units, so that both are best first) and a
+    list of amount_units beside it, all Python ints, at ``scale`` (price, amount)."""
+    cdef readonly tuple scale
+    cdef readonly list keys
+    cdef readonly list amounts
+
+    def __init__(self, scale, keys, amounts):
+        self.scale = tuple(scale)
+        self.keys = keys
+        self.amounts = amounts
+
+    cdef tuple level(self, int side, Py_ssize_t i):
+        """``(price_units, amount_units)`` of the side's level i (0 = best)."""
+        key = self.keys[side][i]
+        return (key if side == 0 else -key, self.amounts[side][i])
+
+    cdef object array(self, int side, Py_ssize_t n):
+        """The side's best n levels as a new read-only (n, 2) object array of Python ints."""
+        keys = self.keys[side][:n]
+        out = _numpy.empty((len(keys), 2), dtype=object)
+        out[:, 0] = keys if side == 0 else [-key for key in keys]
+        out[:, 1] = self.amounts[side][:n]
+        out.flags.writeable = False
+        return out
+
+
+cdef tuple _exact(const Num* n, const unsigned char* start, const unsigned char* end):
+    """A parsed value as ``(m, s)``, value = m * 10**-s with s as small as it can be: read again
+    from the frame's text for a wide value (see mark_wide), else from the Num."""
+    cdef ob_u128 mant
+    cdef int places
+    cdef int64_t m = n.mant
+    cdef int s = n.dec
+    if n.dec == WIDE_DEC:
+        wide_decimal(start + n.mant, end, &mant, &places)       # checked by the reader: cannot fail
+        return ((<object><uint64_t>(mant >> 64)) << 64 | <object><uint64_t>mant, places)
+    while s > 0 and m % 10 == 0:
+        m //= 10
+        s -= 1
+    return (m, s)
+
+
+cdef int _apply_change(list keys, list amounts, object key, object amount, int cp) except -1:
+    """One change to a wide side (see docs/rules.md, "Changes", and side_apply); returns the
+    anomalies it counts (0 or 1)."""
+    cdef Py_ssize_t i = _bisect_left(keys, key)
+    cdef bint found = i < len(keys) and keys[i] == key
+    if cp == 3 or amount == 0:
+        if found:
+            del keys[i]
+            del amounts[i]
+        return cp != 3 or not found
+    if found:
+        amounts[i] = amount
+        return cp == 1
+    keys.insert(i, key)
+    amounts.insert(i, amount)
+    return cp == 0
 
 
 @cython.final
@@ -210,7 +278,7 @@ cdef class Book:
     # (with hundreds of books, a book is seldom in the CPU's nearest cache).
     cdef Side _sides[2]         # [0] asks, [1] bids
     cdef int64_t _seq
-    cdef int _scale[2]          # [0] price, [1] amount: decimal places of the units
+    cdef int _scale[2]          # [0] price, [1] amount: decimal places of the int64 units; -1 when wide
     cdef bint _has_seq
     cdef bint _synced
     cdef int64_t _anomalies
@@ -221,6 +289,7 @@ cdef class Book:
     cdef _Rows _bid_rows
     cdef object _ask_array      # numpy arrays over those rows, made on the first read
     cdef object _bid_array
+    cdef _Wide _wide            # None while narrow; the levels and scales of a wide book
 
     def __init__(self, str pair, int price_scale, int amount_scale):
         cdef int side
@@ -282,8 +351,8 @@ cdef class Book:
         return _STATUS[self._commit(ps)]
 
     cdef int _commit(self, Parsed* ps) except -1:
-        """Apply a parsed book frame of this pair; returns an ST_ code. Raises FrameError
-        (before changing anything) when a value or the rescale does not fit."""
+        """Apply a parsed book frame of this pair; returns an ST_ code. When int64 cannot hold
+        what the frame needs (or the book is wide already), _commit_wide applies it."""
         cdef int32_t d
         cdef int side, k
         cdef int new_scale[2]
@@ -300,6 +369,8 @@ cdef class Book:
             if d > 1:
                 self._synced = False
                 return ST_GAP
+        if ps.wide or self._scale[0] < 0:      # a value beyond int64, or a book already wide
+            return self._commit_wide(ps)
         # 1. every value of the frame in units at the new scales. The reader has done it already
         #    when it read the frame at this book's scales and every value fitted (see _levels).
         new_scale[0] = self._scale[0]
@@ -311,10 +382,8 @@ cdef class Book:
                 changes = ps.changes[side]      # a local: the stores below might alias ps, for all C knows
                 for k in range(ps.n[side]):
                     c = changes + k
-                    if not to_scale(&c.price, new_scale[0]):
-                        self._convert_error(ps, side, k, F_P, new_scale[0])
-                    if not to_scale(&c.amount, new_scale[1]):
-                        self._convert_error(ps, side, k, F_A, new_scale[1])
+                    if not (to_scale(&c.price, new_scale[0]) and to_scale(&c.amount, new_scale[1])):
+                        return self._commit_wide(ps)    # units beyond int64
         grow[0] = new_scale[0] - self._scale[0]
         grow[1] = new_scale[1] - self._scale[1]
         # 2. the rescale of what the book holds (a snapshot replaces it instead)
@@ -322,9 +391,7 @@ cdef class Book:
             for k in range(2):          # column: 0 price, 1 amount
                 if grow[k] and (side_max(&self._sides[0], k) > MAXMUL[grow[k]]
                                 or side_max(&self._sides[1], k) > MAXMUL[grow[k]]):
-                    ps.err = E_RESCALE
-                    ps.err_pos = 0
-                    raise _frame_error(ps, self.pair, f"to {'price' if k == 0 else 'amount'} scale {new_scale[k]}")
+                    return self._commit_wide(ps)        # the rescale would pass int64
         # 3. room for every level the frame carries (the test inline: a call costs more)
         for side in range(2):
             if ps.n[side] + (0 if snapshot else self._sides[side].n) > self._sides[side].cap:
@@ -351,13 +418,73 @@ cdef class Book:
             return ST_CROSSED
         return ST_APPLIED
 
-    cdef int _convert_error(self, Parsed* ps, int side, Py_ssize_t k, int field, int scale) except -1:
-        ps.err = E_CONVERT
-        ps.err_pos = ps.changes[side][k].offset
-        ps.err_field = field
-        ps.err_side = side
-        ps.err_index = k
-        raise _frame_error(ps, self.pair, f"{'price' if field == F_P else 'amount'} scale {scale}")
+    cdef int _commit_wide(self, Parsed* ps) except -1:
+        """Apply a parsed book frame, whose sequence has been checked (a 431, or the next 432),
+        in Python ints: the book is wide from here on (docs/rules.md, "Wide books"). Cannot fail
+        on a value (the reader has checked each against .NET decimal's range); the book's new
+        levels are built apart and swapped in at the end."""
+        cdef Py_ssize_t n_asks = ps.n[0], total = ps.n[0] + ps.n[1], k, i
+        cdef const unsigned char* start = ps.start
+        cdef const unsigned char* end = ps.end
+        cdef bint snapshot = ps.type == 431
+        cdef int64_t cs = ps.cs
+        cdef int side
+        cdef Change* copy
+        cdef int64_t* rows
+        # The changes out of the scratch area before any Python object is made (a collection
+        # could run an apply that reuses it: see "Atomicity" above).
+        copy = <Change*>PyMem_Malloc(max(total, 1) * sizeof(Change))
+        if copy == NULL:
+            raise MemoryError()
+        memcpy(copy, ps.changes[0], n_asks * sizeof(Change))
+        memcpy(copy + n_asks, ps.changes[1], (total - n_asks) * sizeof(Change))
+        try:
+            values = [(_exact(&copy[k].price, start, end), _exact(&copy[k].amount, start, end), copy[k].cp)
+                      for k in range(total)]
+        finally:
+            PyMem_Free(copy)
+        old = self._wide
+        scale = list(old.scale) if old is not None else [self._scale[0], self._scale[1]]
+        new_scale = [max([scale[0]] + [price[1] for price, _, _ in values]),
+                     max([scale[1]] + [amount[1] for _, amount, _ in values])]
+        # the book's levels as Python ints at the new scales: keys ascending (asks: price, bids:
+        # -price), amounts beside them
+        keys = [[], []]
+        amounts = [[], []]
+        if not snapshot:
+            for side in range(2):
+                if old is not None:
+                    keys[side] = list(old.keys[side])
+                    amounts[side] = list(old.amounts[side])
+                else:
+                    rows = side_rows(&self._sides[side])
+                    for i in range(self._sides[side].n):
+                        keys[side].append(rows[2 * i] if side == 0 else -rows[2 * i])
+                        amounts[side].append(rows[2 * i + 1])
+                for factor, column in ((10 ** (new_scale[0] - scale[0]), keys[side]),
+                                       (10 ** (new_scale[1] - scale[1]), amounts[side])):
+                    if factor != 1:         # Python ints: exact, and never overflow
+                        column[:] = [x * factor for x in column]
+        anomalies = 0
+        for k, ((price, price_places), (amount, amount_places), cp) in enumerate(values):
+            side = 0 if k < n_asks else 1
+            price *= 10 ** (new_scale[0] - price_places)
+            amount *= 10 ** (new_scale[1] - amount_places)
+            anomalies += _apply_change(keys[side], amounts[side], price if side == 0 else -price, amount, cp)
+        wide = _Wide(new_scale, keys, amounts)
+
+        # commit: nothing below can fail
+        self._wide = wide
+        self._scale[0] = -1                 # the reader writes no value at an int64 scale
+        self._scale[1] = -1
+        self._anomalies += anomalies
+        self._seq = cs
+        self._has_seq = True
+        self._synced = True
+        if keys[0] and keys[1] and -keys[1][0] >= keys[0][0]:
+            self._synced = False
+            return ST_CROSSED
+        return ST_APPLIED
 
     cdef int _reserve(self, Parsed* ps, int side, bint snapshot) except -1:
         """Make room on a side for every level the frame carries, before committing (called
@@ -387,12 +514,19 @@ cdef class Book:
     @property
     def price_scale(self):
         """Decimal places of prices: ``price = price_units / 10**price_scale``."""
-        return self._scale[0]
+        return self._scale[0] if self._wide is None else self._wide.scale[0]
 
     @property
     def amount_scale(self):
         """Decimal places of amounts: ``amount = amount_units / 10**amount_scale``."""
-        return self._scale[1]
+        return self._scale[1] if self._wide is None else self._wide.scale[1]
+
+    @property
+    def wide(self):
+        """False while the book holds int64 units (scales 0..18, zero-copy views); True once a
+        frame needed more and the book holds Python ints (scales 0..28, views are copies). A
+        book stays wide. See docs/rules.md, "Wide books"."""
+        return self._wide is not None
 
     @property
     def seq(self):
@@ -412,29 +546,37 @@ cdef class Book:
 
     @property
     def bids(self):
-        """Bids, best (highest) first: a read-only int64 view of shape (k, 2), columns
-        ``[price_units, amount_units]``, on the book's own memory (no copy).
+        """Bids, best (highest) first: a read-only array of shape (k, 2), columns
+        ``[price_units, amount_units]``.
 
-        Valid until the next ``apply`` on this book (or its BookSet); after that its contents
-        are unspecified. ``.copy()`` it to keep a state.
+        Narrow book: an int64 view on the book's own memory (no copy), valid until the next
+        ``apply`` on this book (or its BookSet); after that its contents are unspecified.
+        ``.copy()`` it to keep a state. Wide book (``wide``): an object array of Python ints,
+        a copy made by this read.
         """
-        return self._view(1, self._sides[1].n)
+        return self._view(1, self._count(1))
 
     @property
     def asks(self):
         """Asks, best (lowest) first; same layout and validity as ``bids``."""
-        return self._view(0, self._sides[0].n)
+        return self._view(0, self._count(0))
 
     def top(self, Py_ssize_t n=10):
         """``(bids, asks)``: views of the best n levels of each side (fewer if the side is
         shorter). Same layout and validity as ``bids``."""
         if n < 0:
             raise ValueError(f"n must be >= 0, got {n}")
-        return (self._view(1, min(n, self._sides[1].n)), self._view(0, min(n, self._sides[0].n)))
+        return (self._view(1, min(n, self._count(1))), self._view(0, min(n, self._count(0))))
+
+    cdef inline Py_ssize_t _count(self, int side):
+        """Levels on a side (0 asks, 1 bids)."""
+        return self._sides[side].n if self._wide is None else len(self._wide.keys[side])
 
     cdef inline object _view(self, int side, Py_ssize_t n):
-        """The side's best n levels as a read-only numpy view of its rows."""
+        """The side's best n levels as a read-only numpy view of its rows (a copy when wide)."""
         cdef Py_ssize_t off = self._sides[side].off
+        if self._wide is not None:
+            return self._wide.array(side, n)
         if side == 0:
             if self._ask_array is None:
                 self._ask_array = _numpy.asarray(self._ask_rows)
@@ -443,38 +585,44 @@ cdef class Book:
             self._bid_array = _numpy.asarray(self._bid_rows)
         return self._bid_array[off:off + n]
 
+    cdef object _best(self, int side):
+        """``(price_units, amount_units)`` of the side's best level, or None."""
+        cdef int64_t* row = side_rows(&self._sides[side])
+        if self._wide is not None:
+            return self._wide.level(side, 0) if self._wide.keys[side] else None
+        return (row[0], row[1]) if self._sides[side].n else None
+
     @property
     def best_bid(self):
         """``(price_units, amount_units)`` of the best bid, or None."""
-        cdef int64_t* row = side_rows(&self._sides[1])
-        return (row[0], row[1]) if self._sides[1].n else None
+        return self._best(1)
 
     @property
     def best_ask(self):
         """``(price_units, amount_units)`` of the best ask, or None."""
-        cdef int64_t* row = side_rows(&self._sides[0])
-        return (row[0], row[1]) if self._sides[0].n else None
+        return self._best(0)
 
     @property
     def spread(self):
         """Best ask minus best bid as an exact Decimal price, or None if a side is empty."""
-        if not (self._sides[0].n and self._sides[1].n):
+        ask, bid = self._best(0), self._best(1)
+        if ask is None or bid is None:
             return None
-        return _Decimal(f"{side_rows(&self._sides[0])[0] - side_rows(&self._sides[1])[0]}E-{self._scale[0]}")
+        return _Decimal(f"{ask[0] - bid[0]}E-{self.price_scale}")   # Python ints: no overflow
 
     @property
     def mid(self):
         """(best bid + best ask) / 2 as an exact Decimal price, or None if a side is empty."""
-        if not (self._sides[0].n and self._sides[1].n):
+        ask, bid = self._best(0), self._best(1)
+        if ask is None or bid is None:
             return None
-        total = <object>side_rows(&self._sides[0])[0] + <object>side_rows(&self._sides[1])[0]   # Python ints: no overflow
-        return _Decimal(f"{total * 5}E-{self._scale[0] + 1}")   # exact, whatever the context
+        return _Decimal(f"{(ask[0] + bid[0]) * 5}E-{self.price_scale + 1}")   # exact, whatever the context
 
     def to_float(self, Py_ssize_t n=10):
         """``(bids, asks)``: float64 copies of the top n levels in real units (price, amount),
         shape (k, 2). Floats are approximations: for display and models, not for the book."""
         bids, asks = self.top(n)
-        factor = _numpy.array([10.0 ** -self._scale[0], 10.0 ** -self._scale[1]])
+        factor = _numpy.array([10.0 ** -self.price_scale, 10.0 ** -self.amount_scale])
         return bids.astype(_numpy.float64) * factor, asks.astype(_numpy.float64) * factor
 
     def snapshot(self):
@@ -484,8 +632,8 @@ cdef class Book:
             "pair": self.pair,
             "seq": self.seq,
             "synced": self._synced,
-            "price_scale": self._scale[0],
-            "amount_scale": self._scale[1],
+            "price_scale": self.price_scale,
+            "amount_scale": self.amount_scale,
             "bids": self._side_text(1),
             "asks": self._side_text(0),
         }
@@ -493,12 +641,17 @@ cdef class Book:
     cdef list _side_text(self, int side):
         cdef Py_ssize_t i
         cdef const int64_t* lv = side_rows(&self._sides[side])
-        return [(_units_text(lv[2 * i], self._scale[0]), _units_text(lv[2 * i + 1], self._scale[1]))
-                for i in range(self._sides[side].n)]
+        price_scale, amount_scale = self.price_scale, self.amount_scale
+        if self._wide is not None:
+            levels = [self._wide.level(side, i) for i in range(self._count(side))]
+        else:
+            levels = [(lv[2 * i], lv[2 * i + 1]) for i in range(self._sides[side].n)]
+        return [(_units_text(price, price_scale), _units_text(amount, amount_scale)) for price, amount in levels]
 
     def __repr__(self):
         return (f"<Book {self.pair} seq={self.seq} {'synced' if self._synced else 'not synced'} "
-                f"bids={self._sides[1].n} asks={self._sides[0].n} scales={self._scale[0]}/{self._scale[1]}>")
+                f"bids={self._count(1)} asks={self._count(0)} scales={self.price_scale}/{self.amount_scale}"
+                f"{' wide' if self._wide is not None else ''}>")
 
 
 @cython.final

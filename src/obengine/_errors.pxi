@@ -22,8 +22,8 @@ cdef dict _MESSAGES = {
     E_PRICE: "price must be > 0",
     E_AMOUNT: "amount must be >= 0",
     E_WRONG_PAIR: "frame is for another pair",
-    E_RESCALE: "rescaling the book would overflow int64",
-    E_CONVERT: "value does not fit int64 at the book's scale",
+    E_WIDE_RANGE: "value beyond what a .NET decimal holds (more than 2**96 - 1 units of its last digit)",
+    E_WIDE_DECIMALS: "more than 28 decimal places",
 }
 
 cdef tuple _FIELDS = ("", "type", "payload", "CS", "PS", "event", "AO", "BO", "P", "A", "CP", "")

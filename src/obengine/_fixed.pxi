@@ -8,6 +8,8 @@
 
 cdef enum:
     SCALE_LIMIT = 18          # 10**18 is the largest power of ten below 2**63
+    WIDE_SCALE_LIMIT = 28     # the most decimal places a .NET decimal has (a wide book's scale limit)
+    WIDE_DEC = 64             # Num.dec of a wide value (see mark_wide): more places than any scale
 
 cdef int64_t POW10[SCALE_LIMIT + 1]
 cdef int64_t MAXMUL[SCALE_LIMIT + 1]      # MAXMUL[k] = INT64_MAX // 10**k: the largest m with m * 10**k <= INT64_MAX
@@ -347,6 +349,92 @@ cdef int parse_decimal(const unsigned char* p, const unsigned char* end,
     if ndigits > 19 or mant > <uint64_t>INT64_MAX:
         return _decimal_exact(p, q, out)
     return _finish(mant, frac - exp, neg, out)
+
+
+# Wide values: prices and amounts that int64 at 18 places cannot hold, up to what the exchange's
+# .NET decimal holds (m * 10**-s with m < 2**96 and s <= 28). They are rare (meme-coin books), so
+# the reader only checks them and marks where their text is; a book that must hold one turns wide
+# and reads them again, into Python ints, with wide_decimal (_core.pyx, Book._commit_wide).
+cdef extern from *:
+    """
+    typedef unsigned __int128 ob_u128;
+    """
+    ctypedef unsigned long long ob_u128     # 128 bits in C (gcc and clang); never converted by Cython
+
+
+cdef inline bint _times10_wide(ob_u128* m, Py_ssize_t k) noexcept nogil:
+    """m *= 10**k if the result is below 2**96; False if it is not."""
+    cdef Py_ssize_t i
+    if m[0] == 0:
+        return True
+    for i in range(k):                      # at most 29 rounds before 2**96 is passed
+        m[0] *= 10
+        if m[0] >> 96:
+            return False
+    return True
+
+
+cdef int wide_decimal(const unsigned char* p, const unsigned char* end, ob_u128* mant,
+                      int* places) noexcept nogil:
+    """The value of the well-formed JSON number at p as mant * 10**-places, places as small as
+    it can be: 0 if a .NET decimal holds it (mant < 2**96, places <= 28), else E_WIDE_RANGE or
+    E_WIDE_DECIMALS. Zeros are held back until a non-zero digit needs them, as in _decimal_exact.
+    Stops at the first byte that is not part of the number (end may be past it)."""
+    cdef ob_u128 m = 0
+    cdef Py_ssize_t pend = 0, frac = 0, exp = 0, dec
+    cdef bint eneg = False, in_frac = False
+    cdef unsigned int d
+    if p < end and p[0] == b'-':
+        p += 1
+    while p < end and (_is_digit(p[0]) or p[0] == b'.'):
+        if p[0] == b'.':
+            in_frac = True
+            p += 1
+            continue
+        d = p[0] - 48
+        frac += in_frac
+        if d == 0:
+            pend += 1
+        else:
+            if not _times10_wide(&m, pend + 1):
+                return E_WIDE_RANGE
+            m += d
+            if m >> 96:
+                return E_WIDE_RANGE
+            pend = 0
+        p += 1
+    if p < end and (p[0] | 0x20) == b'e':
+        p += 1
+        if p < end and (p[0] == b'+' or p[0] == b'-'):
+            eneg = p[0] == b'-'
+            p += 1
+        while p < end and _is_digit(p[0]):
+            if exp < 100000000:
+                exp = exp * 10 + (p[0] - 48)
+            p += 1
+        if eneg:
+            exp = -exp
+    dec = frac - pend - exp
+    if dec < 0:
+        if not _times10_wide(&m, -dec):
+            return E_WIDE_RANGE
+        dec = 0
+    if m == 0:
+        dec = 0
+    if dec > WIDE_SCALE_LIMIT:
+        return E_WIDE_DECIMALS
+    mant[0] = m
+    places[0] = <int>dec
+    return 0
+
+
+cdef inline void mark_wide(Num* n, Py_ssize_t text_at, bint neg) noexcept nogil:
+    """Make n stand for the wide value whose text starts text_at bytes into the frame: its
+    mantissa is that offset and its decimal places WIDE_DEC, which no scale reaches, so that
+    to_scale refuses it and the book commits the frame wide."""
+    n.mant = text_at
+    n.dec = WIDE_DEC
+    n.neg = neg
 
 
 cdef inline bint integral(Num* n) noexcept nogil:

@@ -33,6 +33,7 @@ ctypedef struct Parsed:
     Py_ssize_t cap[2]
     int scale[2]                # the book's price and amount scales when the reader knows them, else -1
     Py_ssize_t unscaled         # values the reader could not write at those scales
+    Py_ssize_t wide             # prices and amounts beyond int64 at 18 places (see mark_wide)
     # error place
     int err
     const char* detail
@@ -348,20 +349,30 @@ cdef int _skip(Parsed* ps, int depth) noexcept nogil:
     return _fail(ps, E_SYNTAX, ps.p, "a value")
 
 
-cdef inline int _number(Parsed* ps, Num* out) noexcept nogil:
-    """Read a number given as a JSON number or as a string holding one, verbatim (no escapes)."""
+cdef inline int _number(Parsed* ps, Num* out, bint price_or_amount) noexcept nogil:
+    """Read a number given as a JSON number or as a string holding one, verbatim (no escapes).
+    A price or an amount beyond int64 at 18 places that a .NET decimal holds is marked wide
+    (see mark_wide); beyond that, and for other numbers beyond int64, it is an error."""
     cdef const unsigned char* at = ps.p
     cdef const unsigned char* stop
+    cdef const unsigned char* text
     cdef bint quoted
-    cdef int rc
+    cdef int rc, places
+    cdef ob_u128 mant
     if at >= ps.end:
         return _fail(ps, E_END, at, "a number")
     quoted = at[0] == b'"'
-    rc = parse_decimal(at + quoted, ps.end, &stop, out)
+    text = at + quoted
+    rc = parse_decimal(text, ps.end, &stop, out)
     if quoted:
         if stop >= ps.end or stop[0] != b'"':
             return _fail(ps, E_NUMBER if stop < ps.end else E_END, at, NULL)
         stop += 1
+    if (rc == E_RANGE or rc == E_DECIMALS) and price_or_amount:
+        rc = wide_decimal(text, ps.end, &mant, &places)
+        if rc == 0:
+            mark_wide(out, text - ps.start, text[0] == b'-')
+            ps.wide += 1
     if rc:
         return _fail(ps, rc, at, NULL)
     ps.p = stop
@@ -527,7 +538,7 @@ cdef int _level(Parsed* ps, Change* ch, bint diff) noexcept nogil:
         if key == K_P or key == K_A or (key == K_CP and diff):
             ps.err_field = _key_field(key)
             at = ps.p
-            rc = _number(ps, &num)
+            rc = _number(ps, &num, key != K_CP)
             if rc:
                 return rc
             if key == K_P:
@@ -922,6 +933,7 @@ cdef inline void _begin(Parsed* ps, const unsigned char* buf, Py_ssize_t size, c
     ps.n[0] = 0
     ps.n[1] = 0
     ps.unscaled = 0
+    ps.wide = 0
     ps.type = 0
     ps.book = NULL
     if scale != NULL:
@@ -983,7 +995,7 @@ cdef int parse_frame(Parsed* ps, const unsigned char* buf, Py_ssize_t size, cons
     ps.err_field = F_TYPE
     if ps.p >= ps.end or not (ps.p[0] == b'-' or _is_digit(ps.p[0])):
         return _fail(ps, E_NOT_FRAME if ps.p < ps.end else E_END, ps.p, "an integer frame type")
-    rc = _number(ps, &num)
+    rc = _number(ps, &num, False)
     if rc:
         return rc
     if not integral(&num):
@@ -1041,7 +1053,7 @@ cdef int parse_frame(Parsed* ps, const unsigned char* buf, Py_ssize_t size, cons
         if key == K_CS:
             ps.err_field = F_CS
             value_at = ps.p
-            rc = _number(ps, &num)
+            rc = _number(ps, &num, False)
             if rc == 0:
                 if not integral(&num):
                     rc = _fail(ps, E_NOT_INT, value_at, NULL)
