@@ -25,7 +25,7 @@ TITLES = {
     "w1-single": "1. one pair, typical 432 stream",
     "w2-mixed": "2. 380 pairs interleaved on one socket",
     "w3-snapshots": "3. 431 snapshots, 100+100 levels",
-    "w4-hard": "4. one pair, hard stream (100-250 changes a frame)",
+    "w4-hard": "4. one pair, hard stream (100-330 changes a frame)",
     "w5-read": "5. typical stream + top-10 numpy read after every frame",
     "w5b-top10-only": "5b. top-10 numpy read alone (per read)",
     "w1-fixed": "1f. workload 1 in the old spelling (CP, A, P, fixed width; not gated)",

@@ -10,7 +10,7 @@ byte-identical on every run; short mode only makes the streams shorter.
                     start the books are the untimed prefix.
 3. ``w3-snapshots`` 431 snapshots of 100+100 levels of 380 pairs, taken at different points of
                     a running stream (subscribe and resync cost).
-4. ``w4-hard``      one pair, hard stream (100-250 changes a frame, fast moves, churn at the top).
+4. ``w4-hard``      one pair, hard stream (100-330 changes a frame, fast moves, churn at the top).
 5. ``w5-read``      the w1 stream; after every frame the top 10 levels of both sides are read
                     as numpy arrays.
 
@@ -141,7 +141,7 @@ def _build(name: str, short: bool, spelling: str) -> Workload:
         return _one_pair(name, "one pair (BTCTRY), typical 432 stream", seed=1, profile="typical", n=size["single"],
                          spelling=spelling)
     if name == "w4-hard":
-        return _one_pair(name, "one pair, hard 432 stream (100-250 changes a frame)", seed=4, profile="hard",
+        return _one_pair(name, "one pair, hard 432 stream (100-330 changes a frame)", seed=4, profile="hard",
                          n=size["hard"], spelling=spelling)
     if name == "w2-mixed":
         sim, pairs = _started_many(seed=2, spelling=spelling)
