@@ -234,15 +234,12 @@ cdef tuple _exact(const Num* n, const unsigned char* start, const unsigned char*
     from the frame's text for a wide value (see mark_wide), else from the Num."""
     cdef ob_u128 mant
     cdef int places
-    cdef int64_t m = n.mant
-    cdef int s = n.dec
-    if n.dec == WIDE_DEC:
-        wide_decimal(start + n.mant, end, &mant, &places)       # checked by the reader: cannot fail
+    cdef Num value = n[0]
+    if value.dec == WIDE_DEC:
+        wide_decimal(start + value.mant, end, &mant, &places)   # checked by the reader: cannot fail
         return ((<object><uint64_t>(mant >> 64)) << 64 | <object><uint64_t>mant, places)
-    while s > 0 and m % 10 == 0:
-        m //= 10
-        s -= 1
-    return (m, s)
+    normalize(&value)
+    return (value.mant, value.dec)
 
 
 cdef int _apply_change(list keys, list amounts, object key, object amount, int cp) except -1:
