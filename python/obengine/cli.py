@@ -8,6 +8,12 @@ Subcommands:
   book against the simulator's truth (exit status 1 on any difference), and prints throughput of
   the engine against ``json.loads`` alone (and ``orjson.loads`` when it is installed) on the
   same frames.
+- ``obengine sim``: the simulated exchange's REST side (:class:`obengine.sim.SimExchange`) on
+  loopback: BtcTurk's REST API (public and signed), its graph host's ``/v1/ohlcs`` and Kraken's
+  websocket-token endpoint on one port, over a seeded simulated market that moves by itself. It
+  prints the URLs and the simulator's demo credentials (``OBENGINE_BTCTURK_PUBLIC_KEY=...``
+  lines, keys that open only the simulator), logs one line per request on stderr, and stops
+  cleanly (exit status 0) on Ctrl-C or SIGTERM.
 
 Exit status: 0 success, 1 a check failed, 2 bad usage. Results go to stdout; progress and
 diagnostics go to stderr through :mod:`logging` (``-v`` for more, ``-q`` for less).
@@ -47,6 +53,27 @@ def _int_at_least(minimum: int) -> Callable[[str], int]:
 
 _positive_int = _int_at_least(1)
 _non_negative_int = _int_at_least(0)
+
+
+def _port(text: str) -> int:
+    """An argparse type: a TCP port, 0..65535 (0: any free port)."""
+    value = _non_negative_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"not a port: {value}")
+    return value
+
+
+def _pairs_or_count(text: str) -> int | list[str]:
+    """An argparse type: a number of pairs (>= 1) or a comma list of pair symbols."""
+    text = text.strip()
+    if text.isdigit():
+        return _positive_int(text)
+    names = [name.strip().upper().replace("_", "") for name in text.split(",") if name.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("expected a number of pairs or a comma list of pairs")
+    if len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"a pair is given twice: {text!r}")
+    return names
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -99,8 +126,33 @@ def _build_parser() -> argparse.ArgumentParser:
                       help="time each path N times on the same frames, keep the best "
                            "(default: 3)")
     demo.set_defaults(handler=_demo)
+
+    sim = commands.add_parser(
+        "sim",
+        parents=[verbosity],
+        help="run a simulated BtcTurk REST API on loopback (no network, no account)",
+        description=(
+            "Serve a simulated BtcTurk REST API (public and signed endpoints, the graph host's "
+            "/v1/ohlcs) and Kraken's GetWebSocketsToken on one loopback port, over a seeded "
+            "simulated market and a paper-trading account. Prints the URLs and the simulator's "
+            "demo credentials; logs one line per request on stderr; Ctrl-C or SIGTERM stops it."
+        ),
+    )
+    sim.add_argument("--host", default="127.0.0.1",
+                     help="address to listen on (default: 127.0.0.1)")
+    sim.add_argument("--port", type=_port, default=0,
+                     help="port to listen on (default: 0, a free port, printed)")
+    sim.add_argument("--pairs", type=_pairs_or_count, default=None, metavar="N|PAIRS",
+                     help="a number of pairs (the bundled ones first) or a comma list such as "
+                          "BTCTRY,ETHUSDT (default: 24)")
+    sim.add_argument("--seed", type=int, default=0, help="market seed (default: 0)")
+    sim.add_argument("--tick", type=float, default=0.5, metavar="SECONDS", dest="tick_s",
+                     help="advance the market every SECONDS; 0 keeps it still (default: 0.5)")
+    sim.add_argument("--frames-per-tick", type=_positive_int, default=10, metavar="N",
+                     help="feed frames per advance (default: 10)")
+    sim.set_defaults(handler=_sim)
     # Later: record (raw frames with receive times), replay (a recording through the same
-    # protocol and core), serve (a simulated exchange on loopback).
+    # protocol and core), serve (a recording behind the simulated websocket).
     return parser
 
 
@@ -350,3 +402,89 @@ def _demo(args: argparse.Namespace) -> int:
         f"{floor_name.split()[0]} takes only to parse"
     )
     return 0
+
+
+# -- sim -----------------------------------------------------------------------------------
+
+
+def _sim(args: argparse.Namespace) -> int:
+    import asyncio
+    import signal
+
+    from obengine.auth import (
+        ENV_BTCTURK_PRIVATE_KEY,
+        ENV_BTCTURK_PUBLIC_KEY,
+        ENV_KRAKEN_API_KEY,
+        ENV_KRAKEN_SECRET,
+    )
+    from obengine.sim import (
+        DEMO_KRAKEN_API_KEY,
+        DEMO_KRAKEN_SECRET,
+        DEMO_PRIVATE_KEY,
+        DEMO_PUBLIC_KEY,
+        SimExchange,
+    )
+    from obengine.sim.http import KRAKEN_TOKEN_PATH
+
+    if args.tick_s < 0:
+        log.error("obengine sim: --tick must be >= 0, not %s", args.tick_s)
+        return 2
+    try:
+        sim = SimExchange(
+            pairs=args.pairs,
+            seed=args.seed,
+            host=args.host,
+            port=args.port,
+            tick_s=args.tick_s or None,
+            frames_per_tick=args.frames_per_tick,
+        )
+    except ValueError as exc:  # a pair whose quote currency cannot be told, ...
+        log.error("obengine sim: %s", exc)
+        return 2
+
+    async def serve() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        handled: list[signal.Signals] = []
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, stop.set)
+            except (NotImplementedError, RuntimeError, ValueError):  # not on this platform/thread
+                continue
+            handled.append(sig)
+        try:
+            try:
+                await sim.start()
+            except OSError as exc:
+                log.error("obengine sim: cannot listen on %s port %d: %s", args.host, args.port, exc)
+                return 1
+            moving = f"advancing every {args.tick_s:g} s" if args.tick_s else "still (--tick 0)"
+            first = next(iter(sim.market.pairs.values()))
+            lines = [
+                f"obengine sim: a simulated BtcTurk exchange, {len(sim.market.pairs)} pairs "
+                f"(seed {args.seed}), the market {moving}",
+                f"REST API:   {sim.url}",
+                f"graph API:  {sim.graph_url}  (GET /v1/ohlcs?pair={first.normalized})",
+                f"Kraken:     {sim.url}{KRAKEN_TOKEN_PATH}",
+                "demo credentials of the simulator (they open nothing else):",
+                f"{ENV_BTCTURK_PUBLIC_KEY}={DEMO_PUBLIC_KEY}",
+                f"{ENV_BTCTURK_PRIVATE_KEY}={DEMO_PRIVATE_KEY}",
+                f"{ENV_KRAKEN_API_KEY}={DEMO_KRAKEN_API_KEY}",
+                f"{ENV_KRAKEN_SECRET}={DEMO_KRAKEN_SECRET}",
+            ]
+            print("\n".join(lines), flush=True)
+            log.info("serving on %s; Ctrl-C stops", sim.url)
+            try:
+                await stop.wait()
+            finally:
+                await sim.stop()
+            log.info("obengine sim: stopped after %d requests", sim.requests)
+            return 0
+        finally:
+            for sig in handled:
+                loop.remove_signal_handler(sig)
+
+    try:
+        return asyncio.run(serve())
+    except KeyboardInterrupt:  # where signal handlers cannot be installed
+        return 0

@@ -1,0 +1,41 @@
+"""``obengine.sim``: a simulated exchange on loopback, for tests, the demo and users without an
+account. Nothing in it touches the internet.
+
+- :class:`SimExchange` (:mod:`obengine.sim.http`): a real HTTP/1.1 server answering as BtcTurk's
+  REST API (public, signed and the graph host's ``/v1/ohlcs``) and Kraken's websocket-token
+  endpoint, on one port; an async context manager, or :meth:`SimExchange.in_thread` for
+  synchronous clients.
+- :class:`SimMarket` (:mod:`obengine.sim.market`): the market's truth (the seeded
+  :class:`obengine.simulator.FeedSimulator`'s books) and a paper-trading account; pure Python.
+- :class:`Faults` (:mod:`obengine.sim.faults`): rules that make the next requests fail as the
+  real exchange does (5xx, 429, delays, bodies that are not JSON, cut, or of the wrong shape).
+
+The demo credentials (:data:`DEMO_PUBLIC_KEY`, :data:`DEMO_PRIVATE_KEY`,
+:data:`DEMO_KRAKEN_API_KEY`, :data:`DEMO_KRAKEN_SECRET`) open the simulator and nothing else.
+"""
+from __future__ import annotations
+
+from obengine.sim.faults import FaultKind, FaultRule, Faults
+from obengine.sim.http import (
+    DEMO_KRAKEN_API_KEY,
+    DEMO_KRAKEN_SECRET,
+    DEMO_PRIVATE_KEY,
+    DEMO_PUBLIC_KEY,
+    RATE_LIMITS,
+    SimExchange,
+)
+from obengine.sim.market import MarketError, SimMarket
+
+__all__ = [
+    "DEMO_KRAKEN_API_KEY",
+    "DEMO_KRAKEN_SECRET",
+    "DEMO_PRIVATE_KEY",
+    "DEMO_PUBLIC_KEY",
+    "RATE_LIMITS",
+    "FaultKind",
+    "FaultRule",
+    "Faults",
+    "MarketError",
+    "SimExchange",
+    "SimMarket",
+]
