@@ -104,6 +104,9 @@ def report(filename: str, stat: str = DEFAULT_STAT, markdown: bool = False) -> s
         results = timings.get(workload)
         if not results:
             continue
+        if workload.startswith("rest-"):
+            out += _rest_table(workload, results, h, markdown)
+            continue
         floor, ob, best = floor_of(results), obengine_of(results), best_peer_of(results)
         per_read = workload == "w5b-top10-only"
         any_r = next(iter(results.values()))
@@ -172,6 +175,20 @@ def report(filename: str, stat: str = DEFAULT_STAT, markdown: bool = False) -> s
                    "everything but is page and arena granular.")
         out.append("")
     return "\n".join(out)
+
+
+def _rest_table(workload: str, results: dict[str, Any], h: str, markdown: bool) -> list[str]:
+    """The REST client against the simulated exchange: per call, each path beside the bare httpx
+    floor of its own kind (sync or async)."""
+    floors = {("async" in r.path): r for r in results.values() if r.kind.startswith("floor")}
+    any_r = next(iter(results.values()))
+    lines = [f"{h}{workload}: the REST client against the simulated exchange, {any_r.frames:,} calls per round", ""]
+    table = Table(markdown, ["path", "us/call", "calls/s", "x httpx floor"], "lrrr")
+    for r in sorted(results.values(), key=lambda r: r.seconds):
+        floor = floors.get("async" in r.path)
+        ratio = _ratio(r.seconds / floor.seconds) if floor and not r.kind == "decode" else "-"
+        table.add([r.path, _num(r.ns_per_frame / 1e3, 1), _num(r.frames_per_s), ratio])
+    return lines + [table.render(), ""]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -176,3 +176,25 @@ def test_credentials_from_the_environment_and_the_file_first(tmp_path: Path) -> 
     with pytest.raises(CredentialsError, match="set OBENGINE_KRAKEN_API_KEY"):
         KrakenSigner.from_env({})
     assert stat.S_IMODE(os.stat(f).st_mode) == 0o600
+
+
+def test_ws_login_signature_is_the_hmac_of_public_key_and_nonce_computed_independently() -> None:
+    import hashlib
+    import hmac
+
+    expected = base64.b64encode(
+        hmac.new(base64.b64decode(PRIVATE), f"{PUBLIC}3000".encode(), hashlib.sha256).digest()
+    ).decode()
+    assert BtcTurkSigner(PUBLIC, PRIVATE).ws_login(nonce=3000)[1]["signature"] == expected
+
+
+def test_a_refused_websocket_login_carries_the_servers_message_and_the_usual_causes() -> None:
+    from obengine import AuthError
+    from obengine.auth import check_ws_login
+
+    check_ws_login({"type": 114, "ok": True})
+    with pytest.raises(AuthError, match="Unauthorized - Invalid Public key") as info:
+        check_ws_login({"type": 114, "ok": False, "id": 0, "message": "Unauthorized - Invalid Public key"})
+    assert "websocket access" in str(info.value) and "clock" in info.value.hint
+    with pytest.raises(AuthError, match="without a message"):
+        check_ws_login({"type": 114})

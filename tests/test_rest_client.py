@@ -384,3 +384,19 @@ def test_no_secret_in_anything_logged_or_raised(mode: str, sim: SimExchange, cap
     text = "\n".join(seen)
     for secret in secrets:
         assert secret not in text
+
+
+def test_the_sync_twin_has_every_method_of_the_async_client_with_the_same_signature() -> None:
+    import inspect
+
+    def methods(cls: type) -> dict[str, inspect.Signature]:
+        return {
+            name: inspect.signature(fn)
+            for name, fn in vars(cls).items()
+            if callable(fn) and not name.startswith("_") and name not in ("aclose", "close")
+        }
+
+    async_methods, sync_methods = methods(RestClient), methods(SyncRestClient)
+    assert set(async_methods) == set(sync_methods) and len(async_methods) == 15
+    for name, sig in async_methods.items():
+        assert sig == sync_methods[name], name

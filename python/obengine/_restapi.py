@@ -686,7 +686,7 @@ def _order(raw: object, side: str | None = None) -> Order:
         amount=to_decimal(o["amount"], "amount"),
         quantity=to_decimal(o["quantity"], "quantity"),
         status=_str(o.get("status", ""), "status"),
-        client_order_id=None if client is None else _str(client, "orderClientId"),
+        client_order_id=_str(client, "orderClientId") or None if client is not None else None,
         time_ms=_int(o["time"], "time"),
         update_time_ms=None if update is None else _int(update, "updateTime"),
     )
@@ -755,7 +755,7 @@ def _submitted(data: Any) -> SubmittedOrder:
         price=_opt_decimal(d.get("price"), "price"),
         stop_price=_opt_decimal(d.get("stopPrice"), "stopPrice"),
         quantity=to_decimal(d["quantity"], "quantity"),
-        client_order_id=None if client is None else _str(client, "newOrderClientId"),
+        client_order_id=_str(client, "newOrderClientId") or None if client is not None else None,
         datetime_ms=_int(d["datetime"], "datetime"),
     )
 

@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from obengine.errors import CredentialsError
+from obengine.errors import AuthError, CredentialsError
 
 __all__ = [
     "BtcTurkSigner",
@@ -40,6 +40,7 @@ __all__ = [
     "Credentials",
     "load_credentials",
     "btcturk_signature",
+    "check_ws_login",
     "kraken_signature",
     "ENV_BTCTURK_PUBLIC_KEY",
     "ENV_BTCTURK_PRIVATE_KEY",
@@ -250,6 +251,24 @@ class KrakenSigner:
 
     def __reduce__(self) -> NoReturn:
         raise TypeError("a signer is not picklable: it holds a secret")
+
+
+WS_LOGIN_HINT = (
+    "websocket login needs keys created for websocket access (API Access, 'WebSocket', with this "
+    "machine's IP), the private key as the base64 text shown, and a clock in sync with UTC"
+)
+
+
+def check_ws_login(payload: Mapping[str, Any]) -> None:
+    """Check the exchange's answer to a websocket login (the payload of its type 114 message,
+    ``{"type":114,"ok":false,"id":0,"message":"Unauthorized - Invalid Public key"}`` when
+    refused, BTCTrader/broker-api-docs #436): return when ``ok`` is true, else raise
+    :class:`~obengine.AuthError` carrying the server's message and what usually causes it."""
+    if payload.get("ok") is True:
+        return
+    message = payload.get("message")
+    text = message if isinstance(message, str) and message else "login refused without a message"
+    raise AuthError(text, hint=WS_LOGIN_HINT, endpoint="websocket login (114)")
 
 
 @dataclass(frozen=True)
