@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-SANS_IO = ["obengine", "obengine._core", "obengine._restapi", "obengine.auth", "obengine.errors"]
+SANS_IO = ["obengine", "obengine._core", "obengine._restapi", "obengine.auth", "obengine.errors", "obengine.protocol"]
 IO_MODULES = ["asyncio", "socket", "ssl", "httpx", "h11", "websockets", "selectors"]
 
 
