@@ -7,6 +7,8 @@ See ``docs/rules.md`` for what every frame does to a book.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from obengine._core import Book, BookSet, Status
 from obengine.errors import (
     AuthError,
@@ -19,6 +21,9 @@ from obengine.errors import (
     TransportError,
 )
 from obengine.scales import DEFAULT_SCALES
+
+if TYPE_CHECKING:
+    from obengine.feed import connect as connect
 
 __all__ = [
     "Book",
@@ -33,5 +38,16 @@ __all__ = [
     "ServerError",
     "TransportError",
     "DEFAULT_SCALES",
+    "connect",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    # connect() lives in the I/O layer (asyncio, websockets): imported when first asked for, so
+    # that importing obengine for its books pulls in no I/O library.
+    if name == "connect":
+        from obengine.feed import connect
+
+        return connect
+    raise AttributeError(f"module 'obengine' has no attribute {name!r}")

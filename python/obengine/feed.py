@@ -1,0 +1,370 @@
+"""The live feed: :func:`connect` keeps exact books of many pairs over one websocket, through
+gaps, bad frames and dropped connections.
+
+::
+
+    async with obengine.connect(pairs=["BTCTRY", "ETHTRY"]) as feed:
+        async for pair, book, status in feed:          # one update per applied book frame
+            bids, asks = book.top(5)                   # valid until the loop asks for the next one
+
+This is the I/O layer: it moves bytes between a ``websockets`` connection and a
+:class:`obengine.protocol.FeedProtocol`, which decides everything else (joins, resyncs,
+timeouts); only this module imports asyncio and websockets.
+
+**Pull, not push.** The socket is read only when the loop asks for the next update, and a book
+changes only then. So a view read inside the loop (``book.bids``, ``book.top(n)``) stays valid
+until the loop asks for the next update, even across other ``await``\\ s in its body; copy it to
+keep it longer. A slow consumer is never handed a coalesced or missing frame: it reads later, and
+the backpressure goes down the socket (websockets buffers at most ``max_queue`` messages, then TCP
+holds the rest, then the exchange's own buffer). A consumer that stops reading for longer than the
+server's patience (about 45 s of unanswered pings) is dropped by the server; the feed then
+reconnects and resyncs every pair, and the books are exact again from their new 431s.
+
+**Keepalive and reconnects.** The client pings every ``ping_interval_s`` and closes a connection
+whose pong does not come within ``ping_timeout_s`` (websockets does both, and answers the
+server's pings). ``silence_timeout_s`` (off by default: a quiet pair may send nothing for
+minutes) also drops a connection on which nothing at all arrived for that long. A dropped or
+refused connection (an HTTP 503 at the handshake included) is retried after
+:func:`obengine.protocol.backoff` (exponential with jitter), forever; every pair is joined again
+and waits for its new 431.
+"""
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from types import TracebackType
+from typing import Any
+
+import websockets
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from obengine._core import BookSet
+from obengine.auth import BtcTurkSigner, check_ws_login
+from obengine.errors import ObengineError
+from obengine.protocol import (
+    FeedProtocol,
+    FeedStats,
+    LoginResult,
+    PairState,
+    TickerEvent,
+    TradeEvent,
+    Update,
+    UserEvent,
+    backoff,
+)
+
+__all__ = ["connect", "Feed", "BTCTURK_WS"]
+
+BTCTURK_WS = "wss://ws-feed-pro.btcturk.com"
+
+log = logging.getLogger("obengine.feed")
+
+Item = Update | TradeEvent | TickerEvent | UserEvent
+OnUpdate = Callable[[Item], "Awaitable[None] | None"]
+
+
+def connect(
+    pairs: Sequence[str],
+    url: str = BTCTURK_WS,
+    scales: Mapping[str, tuple[int, int]] | None = None,
+    channels: Sequence[str] = ("obdiff",),
+    credentials: BtcTurkSigner | None = None,
+    *,
+    rest_url: str | None = None,
+    on_update: OnUpdate | None = None,
+    ping_interval_s: float = 15.0,
+    ping_timeout_s: float = 30.0,
+    open_timeout_s: float = 10.0,
+    silence_timeout_s: float | None = None,
+    snapshot_timeout_s: float = 10.0,
+    reconnect_initial_s: float = 0.5,
+    reconnect_max_s: float = 30.0,
+) -> Feed:
+    """A live feed of the pairs' books; use it as ``async with connect(...) as feed:``.
+
+    Args:
+        pairs: pair symbols as the websocket spells them (``"BTCTRY"``).
+        url: the websocket endpoint (``obengine sim`` prints its own).
+        scales: ``{pair: (price_scale, amount_scale)}``; without it the scales come from the
+            exchange's REST exchange info at ``rest_url`` (default: the real exchange when
+            ``url`` is the real feed), else, when no REST answers (a compatible feed without
+            REST), from the bundled table or each pair's first snapshot, with a warning.
+        channels: per pair: ``"obdiff"`` (books), ``"trade"``, ``"ticker"``; trade and ticker
+            events come through the same loop as the book updates.
+        credentials: a :class:`~obengine.auth.BtcTurkSigner`: the feed logs in (type 114) first;
+            a refused login raises :class:`~obengine.AuthError` from the loop. User events
+            (balance, order match, insert, delete, update) then come through the loop.
+        on_update: a callback (plain or async) for :meth:`Feed.run`, instead of ``async for``.
+        ping_interval_s, ping_timeout_s: keepalive (see the module docstring).
+        open_timeout_s: the opening handshake's timeout.
+        silence_timeout_s: drop a connection on which nothing arrived for that long.
+        snapshot_timeout_s: how long a join may wait for its 431 (then it is reported and
+            tried again).
+        reconnect_initial_s, reconnect_max_s: the reconnect backoff's first and largest delay.
+    """
+    return Feed(
+        pairs, url, scales, channels, credentials, rest_url=rest_url, on_update=on_update,
+        ping_interval_s=ping_interval_s, ping_timeout_s=ping_timeout_s, open_timeout_s=open_timeout_s,
+        silence_timeout_s=silence_timeout_s, snapshot_timeout_s=snapshot_timeout_s,
+        reconnect_initial_s=reconnect_initial_s, reconnect_max_s=reconnect_max_s,
+    )
+
+
+class Feed:
+    """The live feed :func:`connect` returns: an async context manager and an async iterator of
+    :class:`~obengine.protocol.Update` (``(pair, book, status)``), and of trade, ticker and user
+    events when those were asked for."""
+
+    def __init__(
+        self,
+        pairs: Sequence[str],
+        url: str,
+        scales: Mapping[str, tuple[int, int]] | None,
+        channels: Sequence[str],
+        credentials: BtcTurkSigner | None,
+        *,
+        rest_url: str | None,
+        on_update: OnUpdate | None,
+        ping_interval_s: float,
+        ping_timeout_s: float,
+        open_timeout_s: float,
+        silence_timeout_s: float | None,
+        snapshot_timeout_s: float,
+        reconnect_initial_s: float,
+        reconnect_max_s: float,
+    ) -> None:
+        if isinstance(pairs, str):
+            raise TypeError("pairs must be a sequence of symbols, not one string")
+        self.url = url
+        self.pairs = tuple(pairs)
+        self._scales = scales
+        self._channels = tuple(channels)
+        self._signer = credentials
+        self._rest_url = rest_url if rest_url is not None else (
+            "https://api.btcturk.com" if url.rstrip("/") == BTCTURK_WS else None
+        )
+        self._on_update = on_update
+        self._ping = (ping_interval_s, ping_timeout_s)
+        self._open_timeout_s = open_timeout_s
+        self._silence_s = silence_timeout_s
+        self._snapshot_timeout_s = snapshot_timeout_s
+        self._reconnect = (reconnect_initial_s, reconnect_max_s)
+        self._proto: FeedProtocol | None = None
+        self._ws: ClientConnection | None = None
+        self._delays: Iterator[float] = iter(())
+        self._pending: deque[Item] = deque()
+        self._lock = asyncio.Lock()
+        self._closed = False
+        self._last_rx = 0.0
+        self._fresh = False
+        self.connections = 0
+        self.refused_handshakes = 0
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Feed:
+        scales = self._scales
+        if scales is None:
+            scales = await self._scales_from_rest()
+        self._proto = FeedProtocol(
+            self.pairs, scales=scales, channels=self._channels, signer=self._signer,
+            snapshot_timeout_s=self._snapshot_timeout_s,
+        )
+        self._new_backoff()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection; the books stay readable."""
+        self._closed = True
+        if self._ws is not None:
+            ws, self._ws = self._ws, None
+            await ws.close()
+
+    async def _scales_from_rest(self) -> Mapping[str, tuple[int, int]] | None:
+        if self._rest_url is None:
+            log.warning(
+                "no scales= and no rest_url=: scales come from the bundled table, else from each "
+                "pair's first snapshot"
+            )
+            return None
+        from obengine.rest import RestClient  # the REST client: imported only when used
+
+        try:
+            async with RestClient(self._rest_url, self._rest_url) as rest:
+                return await rest.scales()
+        except ObengineError as exc:
+            log.warning(
+                "exchange info at %s failed (%s): scales come from the bundled table, else from "
+                "each pair's first snapshot", self._rest_url, exc,
+            )
+            return None
+
+    def _new_backoff(self) -> None:
+        initial, largest = self._reconnect
+        self._delays = backoff(initial_s=initial, max_s=largest)
+
+    # -- state --------------------------------------------------------------------------------
+
+    @property
+    def protocol(self) -> FeedProtocol:
+        if self._proto is None:
+            raise RuntimeError("the feed is not open: use 'async with obengine.connect(...) as feed'")
+        return self._proto
+
+    @property
+    def books(self) -> BookSet:
+        """Every pair's live :class:`~obengine.Book` (see the module docstring on views)."""
+        return self.protocol.books
+
+    @property
+    def stats(self) -> FeedStats:
+        """Frames, bytes, gaps, resyncs, malformed frames, reconnects, ... since the start."""
+        return self.protocol.stats
+
+    def synced(self, pair: str) -> bool:
+        """The pair's book is exact (its 431 came, no desync since)."""
+        return self.protocol.synced(pair)
+
+    def state(self, pair: str) -> PairState:
+        return self.protocol.state(pair)
+
+    def since_last_frame(self) -> dict[str, float | None]:
+        """Seconds since each pair's last book frame (``None``: none yet)."""
+        return self.protocol.since_last_frame(time.monotonic())
+
+    async def wait_synced(self, timeout: float | None = None) -> None:
+        """Read the feed until every pair is synced (``TimeoutError`` after ``timeout``
+        seconds). The updates read meanwhile are not given to the loop; the books are live."""
+        async def until_synced() -> None:
+            while not self.protocol.all_synced():
+                await self._step()
+                self._pending.clear()
+
+        await asyncio.wait_for(until_synced(), timeout)
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def __aiter__(self) -> AsyncIterator[Item]:
+        return self
+
+    async def __anext__(self) -> Item:
+        while not self._pending:
+            if self._closed:
+                raise StopAsyncIteration
+            await self._step()
+        return self._pending.popleft()
+
+    async def run(self, on_update: OnUpdate | None = None) -> None:
+        """Call ``on_update`` (or the one given to :func:`connect`) for every item of the loop,
+        until the feed is closed. An async callback is awaited before the next frame is read."""
+        callback = on_update or self._on_update
+        if callback is None:
+            raise ValueError("run() needs an on_update callback")
+        async for item in self:
+            result = callback(item)
+            if inspect.isawaitable(result):
+                await result
+
+    async def _step(self) -> None:
+        """Read one message (or act on a deadline, or reconnect) and queue what it gives."""
+        async with self._lock:
+            proto = self.protocol
+            if self._ws is None:
+                await self._open()
+                return
+            ws = self._ws
+            loop = asyncio.get_running_loop()
+            deadline = proto.next_deadline()
+            now = loop.time()
+            wait = None if deadline is None else max(0.0, deadline - now)
+            if self._silence_s is not None:
+                wait = self._silence_s if wait is None else min(wait, self._silence_s)
+            try:
+                data = await asyncio.wait_for(ws.recv(decode=False), wait)
+            except TimeoutError:
+                now = loop.time()
+                if self._silence_s is not None and (deadline is None or now < deadline):
+                    if now - self._last_rx >= self._silence_s:
+                        log.warning("nothing received for %.0f s: reconnecting", now - self._last_rx)
+                        await self._drop(ws)
+                        return
+                proto.tick(now)
+                await self._flush(ws)
+                self._collect()
+                return
+            except ConnectionClosed as exc:
+                log.warning("connection closed (%s): reconnecting", exc)
+                await self._drop(ws)
+                return
+            self._last_rx = loop.time()
+            if self._fresh:                      # a connection that works: the backoff starts over
+                self._fresh = False
+                self._new_backoff()
+            proto.receive(data if isinstance(data, bytes) else data.encode(), self._last_rx)
+            await self._flush(ws)
+            self._collect()
+
+    def _collect(self) -> None:
+        for event in self.protocol.events_received():
+            if isinstance(event, (Update, TradeEvent, TickerEvent, UserEvent)):
+                self._pending.append(event)
+            elif isinstance(event, LoginResult):
+                check_ws_login({"ok": event.ok, "message": event.message})
+
+    async def _flush(self, ws: ClientConnection) -> None:
+        for message in self.protocol.data_to_send():
+            await ws.send(message, text=True)
+
+    async def _drop(self, ws: ClientConnection) -> None:
+        self._ws = None
+        self.protocol.disconnected(asyncio.get_running_loop().time())
+        try:
+            await asyncio.wait_for(ws.close(), 1.0)
+        except (TimeoutError, OSError, ConnectionClosed):
+            pass
+        if not self._closed:
+            await asyncio.sleep(next(self._delays))
+
+    async def _open(self) -> None:
+        if self._closed:
+            return
+        loop = asyncio.get_running_loop()
+        interval, timeout = self._ping
+        try:
+            ws = await websockets.connect(
+                self.url, compression=None, open_timeout=self._open_timeout_s, ping_interval=interval,
+                ping_timeout=timeout, max_size=2**24, proxy=None,
+            )
+        except InvalidURI:
+            raise
+        except (InvalidHandshake, OSError, TimeoutError) as exc:
+            status = getattr(getattr(exc, "response", None), "status_code", None)
+            if status is not None:
+                self.refused_handshakes += 1
+            delay = next(self._delays)
+            log.warning("cannot connect to %s (%s): retrying in %.1f s", self.url, exc, delay)
+            await asyncio.sleep(delay)
+            return
+        self._ws = ws
+        self.connections += 1
+        self._last_rx = loop.time()
+        self._fresh = True
+        self.protocol.connected(self._last_rx)
+        await self._flush(ws)
+        log.info("connected to %s; joining %d pairs", self.url, len(self.pairs))
+
+    def __repr__(self) -> str:
+        if self._proto is None:
+            return f"<Feed {self.url} not open>"
+        synced = sum(self._proto.synced(p) for p in self.pairs)
+        return f"<Feed {self.url} {synced}/{len(self.pairs)} synced, {self._proto.stats.frames} frames>"
