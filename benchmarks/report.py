@@ -107,6 +107,9 @@ def report(filename: str, stat: str = DEFAULT_STAT, markdown: bool = False) -> s
         if workload.startswith("rest-"):
             out += _rest_table(workload, results, h, markdown)
             continue
+        if workload.startswith("feed-"):
+            out += _feed_table(workload, results, h, markdown)
+            continue
         floor, ob, best = floor_of(results), obengine_of(results), best_peer_of(results)
         per_read = workload == "w5b-top10-only"
         any_r = next(iter(results.values()))
@@ -188,6 +191,25 @@ def _rest_table(workload: str, results: dict[str, Any], h: str, markdown: bool) 
         floor = floors.get("async" in r.path)
         ratio = _ratio(r.seconds / floor.seconds) if floor and not r.kind == "decode" else "-"
         table.add([r.path, _num(r.ns_per_frame / 1e3, 1), _num(r.frames_per_s), ratio])
+    return lines + [table.render(), ""]
+
+
+def _feed_table(workload: str, results: dict[str, Any], h: str, markdown: bool) -> list[str]:
+    """The live feed on loopback: wall time and the client process's CPU time per frame, each
+    beside the bare websockets receive loop (the transport floor)."""
+    floor = next((r for r in results.values() if r.kind == "floor"), None)
+    any_r = next(iter(results.values()))
+    lines = [f"{h}{workload}: the live feed on loopback, a server process pushing {any_r.frames:,} "
+             "frames as fast as the client takes them", ""]
+    table = Table(markdown, ["path", "wall us/frame", "CPU us/frame", "x floor (wall)", "x floor (CPU)"], "lrrrr")
+    for r in sorted(results.values(), key=lambda r: r.seconds):
+        cpu = r.info.get("cpu_s_min")
+        floor_cpu = floor.info.get("cpu_s_min") if floor else None
+        table.add([
+            r.path, _num(r.ns_per_frame / 1e3, 2), _num(cpu * 1e6 / r.frames, 2) if cpu else "-",
+            _ratio(r.seconds / floor.seconds) if floor else "-",
+            _ratio(cpu / floor_cpu) if cpu and floor_cpu else "-",
+        ])
     return lines + [table.render(), ""]
 
 

@@ -35,6 +35,13 @@ from obengine.simulator import FeedSimulator
 PAIRS = ("BTCTRY", "ETHTRY", "XRPTRY")
 
 
+def feed(proto: FeedProtocol, data: bytes, now: float) -> list[Any]:
+    """Receive one frame; its update (returned) and the queued events, in order."""
+    update = proto.receive(data, now)
+    events = proto.events_received()
+    return events + ([update] if update is not None else [])
+
+
 def sent(proto: FeedProtocol) -> list[list[Any]]:
     return [json.loads(m) for m in proto.data_to_send()]
 
@@ -100,8 +107,7 @@ def test_snapshot_syncs_a_pair_and_each_applied_frame_is_an_update() -> None:
     proto.data_to_send()
     updates = 0
     for i, frame in enumerate(sim.frames(600)):
-        proto.receive(frame, i * 0.01)
-        for event in proto.events_received():
+        for event in feed(proto, frame, i * 0.01):
             if isinstance(event, Update):
                 pair, book, status = event                    # unpacks as a 3-tuple
                 assert status is Status.APPLIED and book is proto.books[pair] and proto.synced(pair)
@@ -122,9 +128,8 @@ def test_a_gap_desyncs_only_that_pair_and_asks_once_to_rejoin() -> None:
     for i, frame in enumerate(frames):
         if i == dropped:
             continue
-        proto.receive(frame, 1.0 + i * 0.01)
+        events = feed(proto, frame, 1.0 + i * 0.01)
         asked += sent(proto)
-        events = proto.events_received()
         desyncs += of(events, Desynced)
         other_updates += sum(1 for e in of(events, Update) if e.pair != "ETHTRY")
         assert not any(e.pair == "ETHTRY" for e in of(events, Update) if i > dropped)
@@ -134,9 +139,8 @@ def test_a_gap_desyncs_only_that_pair_and_asks_once_to_rejoin() -> None:
     assert other_updates > 0 and proto.stats.gaps == 1 and proto.stats.resyncs == 1
     proto.receive(sim.snapshot("ETHTRY"), 5.0)                 # the fresh 431 of the re-join
     assert of(proto.events_received(), Synced) == [Synced("ETHTRY", sim.seq("ETHTRY"))]
-    for frame in frames_after_snapshots(sim, 100):
-        proto.receive(frame, 6.0)
-    assert proto.all_synced() and len(of(proto.events_received(), Update)) == 100
+    updates = [e for frame in frames_after_snapshots(sim, 100) for e in feed(proto, frame, 6.0)]
+    assert proto.all_synced() and len(of(updates, Update)) == 100
     assert_books_match(proto, sim)
 
 
@@ -144,9 +148,8 @@ def test_a_crossed_book_desyncs_and_rejoins() -> None:
     proto = FeedProtocol(["BTCTRY"], scales={"BTCTRY": (0, 8)})
     proto.connected(0.0)
     proto.data_to_send()
-    proto.receive(f431(10, asks=[("101", "1")], bids=[("100", "1")]).encode(), 0.1)
-    proto.receive(f432(11, bids=[("102", "1", 1)]).encode(), 0.2)
-    events = proto.events_received()
+    events = feed(proto, f431(10, asks=[("101", "1")], bids=[("100", "1")]).encode(), 0.1)
+    events += feed(proto, f432(11, bids=[("102", "1", 1)]).encode(), 0.2)
     assert [type(e) for e in events] == [Synced, Update, Desynced]
     assert events[-1].reason == "crossed" and proto.stats.crossed == 1
     assert joins(sent(proto)) == [("obdiff", "BTCTRY", False), ("obdiff", "BTCTRY", True)]
@@ -219,9 +222,8 @@ def test_reconnect_rejoins_everything_and_books_wait_for_their_new_431() -> None
     assert proto.stats.reconnects == 1
     assert [e for _, e, _ in joins(sent(proto))] == list(PAIRS)
     assert not any(proto.synced(p) for p in PAIRS)
-    for frame in frames_after_snapshots(sim, 50):              # 432s before the new 431s: no update
-        proto.receive(frame, 2.1)
-    assert of(proto.events_received(), Update) == []
+    early = [e for f in frames_after_snapshots(sim, 50) for e in feed(proto, f, 2.1)]   # before the 431s
+    assert of(early, Update) == []
     for pair in PAIRS:
         proto.receive(sim.snapshot(pair), 2.2)
     assert proto.all_synced()
@@ -305,12 +307,11 @@ def test_a_random_mix_of_faults_always_ends_with_exact_books() -> None:
             held = None
         if rng.random() < 0.02:
             deliveries.append(frame)                              # duplicated
-        for data in deliveries:
-            proto.receive(data, now)
+        events = [e for data in deliveries for e in feed(proto, data, now)]
         for m in sent(proto):
             if m[0] == 151 and m[1]["join"]:
                 pending.append(m[1]["event"])
-        for event in proto.events_received():
+        for event in events:
             if isinstance(event, Update):
                 snap = event.book.snapshot()
                 got = ([(Decimal(p), Decimal(a)) for p, a in snap["bids"]],

@@ -258,11 +258,37 @@ class Feed:
         return self
 
     async def __anext__(self) -> Item:
-        while not self._pending:
+        pending = self._pending
+        proto = self.protocol
+        while True:
+            if pending:
+                return pending.popleft()
             if self._closed:
                 raise StopAsyncIteration
-            await self._step()
-        return self._pending.popleft()
+            ws = self._ws
+            if ws is None or proto._due or self._silence_s is not None or self._lock.locked():
+                await self._step()                  # connect, deadlines, silence, another reader
+                continue
+            # The hot path: one frame, straight to the protocol and back as its update.
+            try:
+                data = await ws.recv(decode=False)
+            except ConnectionClosed as exc:
+                log.warning("connection closed (%s): reconnecting", exc)
+                await self._drop(ws)
+                continue
+            if self._fresh:
+                self._fresh = False
+                self._new_backoff()
+            self._last_rx = now = time.monotonic()
+            update = proto.receive(data, now)
+            if proto._out:
+                await self._flush(ws)
+            if proto._events:
+                self._collect()
+            if update is not None:
+                if not pending:
+                    return update
+                pending.append(update)
 
     async def run(self, on_update: OnUpdate | None = None) -> None:
         """Call ``on_update`` (or the one given to :func:`connect`) for every item of the loop,
@@ -283,16 +309,16 @@ class Feed:
                 await self._open()
                 return
             ws = self._ws
-            loop = asyncio.get_running_loop()
             deadline = proto.next_deadline()
-            now = loop.time()
+            now = time.monotonic()
             wait = None if deadline is None else max(0.0, deadline - now)
             if self._silence_s is not None:
                 wait = self._silence_s if wait is None else min(wait, self._silence_s)
             try:
-                data = await asyncio.wait_for(ws.recv(decode=False), wait)
+                # wait_for costs a task per call: only when a deadline runs (joins, re-joins)
+                data = await (ws.recv(decode=False) if wait is None else asyncio.wait_for(ws.recv(decode=False), wait))
             except TimeoutError:
-                now = loop.time()
+                now = time.monotonic()
                 if self._silence_s is not None and (deadline is None or now < deadline):
                     if now - self._last_rx >= self._silence_s:
                         log.warning("nothing received for %.0f s: reconnecting", now - self._last_rx)
@@ -306,13 +332,15 @@ class Feed:
                 log.warning("connection closed (%s): reconnecting", exc)
                 await self._drop(ws)
                 return
-            self._last_rx = loop.time()
+            self._last_rx = time.monotonic()
             if self._fresh:                      # a connection that works: the backoff starts over
                 self._fresh = False
                 self._new_backoff()
-            proto.receive(data if isinstance(data, bytes) else data.encode(), self._last_rx)
+            update = proto.receive(data if isinstance(data, bytes) else data.encode(), self._last_rx)
             await self._flush(ws)
             self._collect()
+            if update is not None:
+                self._pending.append(update)
 
     def _collect(self) -> None:
         for event in self.protocol.events_received():
@@ -327,7 +355,7 @@ class Feed:
 
     async def _drop(self, ws: ClientConnection) -> None:
         self._ws = None
-        self.protocol.disconnected(asyncio.get_running_loop().time())
+        self.protocol.disconnected(time.monotonic())
         try:
             await asyncio.wait_for(ws.close(), 1.0)
         except (TimeoutError, OSError, ConnectionClosed):
@@ -338,7 +366,6 @@ class Feed:
     async def _open(self) -> None:
         if self._closed:
             return
-        loop = asyncio.get_running_loop()
         interval, timeout = self._ping
         try:
             ws = await websockets.connect(
@@ -357,7 +384,7 @@ class Feed:
             return
         self._ws = ws
         self.connections += 1
-        self._last_rx = loop.time()
+        self._last_rx = time.monotonic()
         self._fresh = True
         self.protocol.connected(self._last_rx)
         await self._flush(ws)

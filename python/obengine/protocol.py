@@ -11,7 +11,9 @@ The caller (``obengine.feed``, or a test with a list of frames) drives one :clas
 3. :meth:`~FeedProtocol.tick` whenever :meth:`~FeedProtocol.next_deadline` has passed (snapshot
    timeouts, delayed re-joins).
 4. After each of those, send what :meth:`~FeedProtocol.data_to_send` returns, in order, and take
-   :meth:`~FeedProtocol.events_received`.
+   :meth:`~FeedProtocol.events_received`. The one event not queued there is the
+   :class:`Update` of a book frame: :meth:`~FeedProtocol.receive` returns it (the hot path: one
+   per frame, handed over without a list).
 5. :meth:`~FeedProtocol.disconnected` when the connection is lost; then wait a delay of
    :func:`backoff` and start again at 1.
 
@@ -249,6 +251,11 @@ class FeedStats:
     ignored: int = 0           # messages of a type the protocol does not use
 
 
+_BOOK_HEADS = (b"[432,", b"[431,")
+_APPLIED = Status.APPLIED
+_SYNCED = PairState.SYNCED
+
+
 def _is_snapshot(data: bytes) -> bool:
     """The frame's type is 431 (whitespace allowed before it)."""
     return data[1:4] == b"431" if data[:1] == b"[" and data[1:2] != b" " else data.lstrip(b" \t\r\n[")[:3] == b"431"
@@ -313,6 +320,7 @@ class FeedProtocol:
         self.max_rejoin_backoff_s = max_rejoin_backoff_s
         self.stable_s = stable_s
         self._pairs = {name: _Pair(name) for name in names}
+        self._due: dict[str, float] = {}    # pair -> its deadline (joining or waiting pairs only)
         self._book_channel = next((c for c in self.channels if c in BOOK_CHANNELS), None)
         self._out: list[bytes] = []
         self._events: list[Any] = []
@@ -332,8 +340,7 @@ class FeedProtocol:
         if self.signer is not None:
             self._out.append(json.dumps(self.signer.ws_login(), separators=(",", ":")).encode())
         for p in self._pairs.values():
-            p.state = PairState.JOINING
-            p.joined_at = now
+            self._joining(p, now)
             for channel in self.channels:
                 self._out.append(subscribe_message(channel, p.name))
 
@@ -341,16 +348,17 @@ class FeedProtocol:
         """The connection is lost: every pair waits for its 431 on the next connection."""
         for p in self._pairs.values():
             p.state = PairState.JOINING
+        self._due.clear()                   # no deadline runs while there is no connection
 
-    def receive(self, data: bytes, now: float) -> None:
-        """One text frame, as the raw bytes received."""
+    def receive(self, data: bytes, now: float) -> Update | None:
+        """One text frame, as the raw bytes received. Returns the :class:`Update` when it was a
+        book frame applied to a synced pair (the one event not queued for
+        :meth:`events_received`: the hot path hands it over directly), else ``None``."""
         stats = self.stats
         stats.frames += 1
         stats.bytes += len(data)
-        head = data[:5]
-        if head == b"[432," or head == b"[431,":
-            self._book_frame(data, now)
-            return
+        if data.startswith(_BOOK_HEADS):
+            return self._book_frame(data, now)
         try:
             message = json.loads(data, parse_float=Decimal)
             kind = message[0] if isinstance(message, list) and message else None
@@ -359,13 +367,12 @@ class FeedProtocol:
                 payload = {}
         except (ValueError, UnicodeDecodeError) as exc:
             if _is_snapshot(data) or data.lstrip(b" \t\r\n[")[:3] == b"432":
-                self._book_frame(data, now)      # the core says what is wrong, and names the pair
-                return
+                return self._book_frame(data, now)   # the core says what is wrong, names the pair
             self._malformed(None, None, f"not JSON: {exc}")
-            return
+            return None
         if kind in (431, 432):
-            self._book_frame(data, now)
-        elif kind == 991:
+            return self._book_frame(data, now)
+        if kind == 991:
             self._events.append(Hello(str(payload.get("current", "")), str(payload.get("min", ""))))
         elif kind == 100:
             self._subscription_result(payload)
@@ -383,14 +390,18 @@ class FeedProtocol:
                 self._malformed(payload.get("PS") or payload.get("event"), None, f"type {kind}: {exc}")
         else:
             stats.ignored += 1
+        return None
 
     def tick(self, now: float) -> None:
         """Act on the deadlines that have passed: send the scheduled re-joins, time out joins
         whose 431 did not come."""
-        for p in self._pairs.values():
-            if p.state is PairState.WAITING and p.rejoin_at <= now:
+        for name, due in list(self._due.items()):
+            if due > now:
+                continue
+            p = self._pairs[name]
+            if p.state is PairState.WAITING:
                 self._rejoin(p, now)
-            elif p.state is PairState.JOINING and self._book_channel and now - p.joined_at >= self.snapshot_timeout_s:
+            elif p.state is PairState.JOINING:
                 self.stats.timeouts += 1
                 delay = self._next_backoff(p, now)
                 log.warning(
@@ -403,13 +414,7 @@ class FeedProtocol:
 
     def next_deadline(self) -> float | None:
         """When :meth:`tick` must be called next (``None``: nothing scheduled)."""
-        times = []
-        for p in self._pairs.values():
-            if p.state is PairState.WAITING:
-                times.append(p.rejoin_at)
-            elif p.state is PairState.JOINING and self._book_channel:
-                times.append(p.joined_at + self.snapshot_timeout_s)
-        return min(times) if times else None
+        return min(self._due.values()) if self._due else None
 
     # -- outputs --------------------------------------------------------------------------
 
@@ -445,7 +450,7 @@ class FeedProtocol:
 
     # -- book frames ----------------------------------------------------------------------
 
-    def _book_frame(self, data: bytes, now: float) -> None:
+    def _book_frame(self, data: bytes, now: float) -> Update | None:
         self.stats.book_frames += 1
         try:
             name, status = self.books.apply(data)
@@ -454,20 +459,21 @@ class FeedProtocol:
             p = self._pairs.get(exc.pair or "")
             if p is not None and p.state is PairState.SYNCED:
                 self._desync(p, "malformed", exc.cs, now)
-            return
-        p = self._pairs.get(name or "")
+            return None
+        p = self._pairs.get(name)  # type: ignore[arg-type]
         if p is None:
-            return                                   # a pair not asked for: kept, not reported
+            return None                              # a pair not asked for: kept, not reported
         p.last_frame_at = now
-        if status is Status.APPLIED:
-            if _is_snapshot(data):
-                if p.state is not PairState.SYNCED:
-                    p.state = PairState.SYNCED
-                    p.synced_at = now
-                    self._events.append(Synced(p.name, self.books[p.name].seq))
-            if p.state is PairState.SYNCED:
+        if status is _APPLIED:
+            state = p.state
+            if state is not _SYNCED and _is_snapshot(data):
+                p.state = state = _SYNCED
+                p.synced_at = now
+                self._due.pop(p.name, None)
+                self._events.append(Synced(p.name, self.books[p.name].seq))
+            if state is _SYNCED:
                 self.stats.updates += 1
-                self._events.append(Update(p.name, self.books[p.name], status))
+                return Update(p.name, self.books[p.name], status)
         elif status is Status.STALE:
             self.stats.stale += 1
         elif status is Status.GAP or status is Status.CROSSED:
@@ -477,6 +483,7 @@ class FeedProtocol:
                 else:
                     self.stats.crossed += 1
                 self._desync(p, "gap" if status is Status.GAP else "crossed", self.books[p.name].seq, now)
+        return None
 
     def _malformed(self, pair: str | None, cs: int | None, reason: str) -> None:
         self.stats.malformed += 1
@@ -502,8 +509,17 @@ class FeedProtocol:
     def _schedule_rejoin(self, p: _Pair, now: float, delay: float) -> None:
         p.state = PairState.WAITING
         p.rejoin_at = now + delay
+        self._due[p.name] = p.rejoin_at
         if delay <= 0:
             self._rejoin(p, now)
+
+    def _joining(self, p: _Pair, now: float) -> None:
+        p.state = PairState.JOINING
+        p.joined_at = now
+        if self._book_channel is not None:
+            self._due[p.name] = now + self.snapshot_timeout_s
+        else:
+            self._due.pop(p.name, None)
 
     def _rejoin(self, p: _Pair, now: float) -> None:
         channel = self._book_channel
@@ -512,8 +528,7 @@ class FeedProtocol:
         self.stats.resyncs += 1
         self._out.append(subscribe_message(channel, p.name, join=False))
         self._out.append(subscribe_message(channel, p.name, join=True))
-        p.state = PairState.JOINING
-        p.joined_at = now
+        self._joining(p, now)
 
     # -- other messages -------------------------------------------------------------------
 

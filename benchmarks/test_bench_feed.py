@@ -1,0 +1,118 @@
+"""The live feed on loopback: the simulator's typical 432s pushed by a server in another process
+as fast as the client takes them (``feed_server.py``), through three clients, timed per frame in
+wall time and in the client process's CPU time, as ratios from one run.
+
+- ``websockets-floor``: a bare ``websockets`` receive loop that only counts messages (the
+  transport floor);
+- ``obengine-feed``: ``obengine.connect()`` and ``async for update in feed``: every frame
+  applied to its exact book, one update per frame;
+- ``websockets+order-book``: the same receive loop with ``orjson.loads`` and the C
+  ``order-book`` keyed by ``Decimal``, as cryptofeed would run it (``peers.OrderBookC``).
+
+Targets (issue 11): obengine's feed at most 1.2x the floor, the peer path at least 2x obengine's
+feed. Reported, not gated (``report.py`` shows the table).
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+import peers
+import workloads
+
+WORKLOAD = "w2-mixed"
+
+
+@pytest.fixture(scope="module")
+def server(short: bool) -> Iterator[tuple[str, int]]:
+    proc = subprocess.Popen(
+        [sys.executable, os.path.join(os.path.dirname(__file__), "feed_server.py"), WORKLOAD, "1" if short else "0"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        port, count = proc.stdout.readline().split()
+        yield f"ws://127.0.0.1:{port}", int(count)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _measure(benchmark: Any, path: str, kind: str, wl: workloads.Workload, count: int,
+             round_: Callable[[], int], short: bool) -> None:
+    cpu: list[float] = []
+
+    def timed() -> None:
+        start = time.process_time()
+        seen = round_()
+        cpu.append(time.process_time() - start)
+        assert seen == count, (seen, count)
+
+    benchmark.extra_info.update({
+        "workload": "feed-" + WORKLOAD, "path": path, "kind": kind, "exact": kind != "floor",
+        "frames": count, "changes": wl.changes,
+    })
+    benchmark.pedantic(timed, rounds=3 if short else 8, warmup_rounds=1, iterations=1)
+    benchmark.extra_info["cpu_s_min"] = min(cpu)
+
+
+def test_feed_floor(benchmark: Any, server: tuple[str, int], workload_data: Any, short: bool) -> None:
+    from websockets.asyncio.client import connect
+
+    url, count = server
+
+    async def run() -> int:
+        seen = 0
+        async with connect(url, compression=None, max_size=2**24) as ws:
+            while seen < count:
+                await ws.recv(decode=False)
+                seen += 1
+        return seen
+
+    _measure(benchmark, "websockets-floor", "floor", workload_data[WORKLOAD], count, lambda: asyncio.run(run()), short)
+
+
+def test_feed_obengine(benchmark: Any, server: tuple[str, int], workload_data: Any, short: bool) -> None:
+    import obengine
+
+    url, count = server
+    wl = workload_data[WORKLOAD]
+    pairs = list(wl.truth)
+
+    async def run() -> int:
+        async with obengine.connect(pairs, url=url, scales=wl.scales) as feed:
+            async for _ in feed:
+                if feed.stats.frames >= count:
+                    break
+            assert feed.stats.gaps == 0 and feed.stats.malformed == 0
+            return feed.stats.frames
+
+    _measure(benchmark, "obengine-feed", "obengine", wl, count, lambda: asyncio.run(run()), short)
+
+
+def test_feed_peer(benchmark: Any, server: tuple[str, int], workload_data: Any, short: bool) -> None:
+    if peers.OrderBookC.unavailable():
+        pytest.skip(peers.OrderBookC.unavailable() or "")
+    from websockets.asyncio.client import connect
+
+    url, count = server
+    wl = workload_data[WORKLOAD]
+
+    async def run() -> int:
+        path = peers.OrderBookC(wl.scales)
+        apply = path.apply
+        seen = 0
+        async with connect(url, compression=None, max_size=2**24) as ws:
+            while seen < count:
+                apply(await ws.recv(decode=False))
+                seen += 1
+        return seen
+
+    _measure(benchmark, "websockets+order-book", "peer", wl, count, lambda: asyncio.run(run()), short)
