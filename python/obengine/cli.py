@@ -130,18 +130,23 @@ def _build_parser() -> argparse.ArgumentParser:
     sim = commands.add_parser(
         "sim",
         parents=[verbosity],
-        help="run a simulated BtcTurk REST API on loopback (no network, no account)",
+        help="run a simulated BtcTurk exchange (REST API and websocket feed) on loopback "
+             "(no network, no account)",
         description=(
             "Serve a simulated BtcTurk REST API (public and signed endpoints, the graph host's "
-            "/v1/ohlcs) and Kraken's GetWebSocketsToken on one loopback port, over a seeded "
-            "simulated market and a paper-trading account. Prints the URLs and the simulator's "
-            "demo credentials; logs one line per request on stderr; Ctrl-C or SIGTERM stops it."
+            "/v1/ohlcs) and Kraken's GetWebSocketsToken on one loopback port, and BtcTurk's "
+            "websocket feed (obdiff, orderbook, trade, ticker, login) on another, over one "
+            "seeded simulated market and a paper-trading account. Prints the URLs and the "
+            "simulator's demo credentials; logs one line per request on stderr; Ctrl-C or "
+            "SIGTERM stops it."
         ),
     )
     sim.add_argument("--host", default="127.0.0.1",
                      help="address to listen on (default: 127.0.0.1)")
     sim.add_argument("--port", type=_port, default=0,
                      help="port to listen on (default: 0, a free port, printed)")
+    sim.add_argument("--ws-port", type=_port, default=0,
+                     help="port of the websocket feed (default: 0, a free port, printed)")
     sim.add_argument("--pairs", type=_pairs_or_count, default=None, metavar="N|PAIRS",
                      help="a number of pairs (the bundled ones first) or a comma list such as "
                           "BTCTRY,ETHUSDT (default: 24)")
@@ -430,6 +435,13 @@ def _sim(args: argparse.Namespace) -> int:
         log.error("obengine sim: --tick must be >= 0, not %s", args.tick_s)
         return 2
     try:
+        import websockets  # noqa: F401  (the websocket feed's server)
+
+        websocket = True
+    except ImportError:
+        log.warning("obengine sim: no websocket feed (it needs the websockets package)")
+        websocket = False
+    try:
         sim = SimExchange(
             pairs=args.pairs,
             seed=args.seed,
@@ -437,6 +449,8 @@ def _sim(args: argparse.Namespace) -> int:
             port=args.port,
             tick_s=args.tick_s or None,
             frames_per_tick=args.frames_per_tick,
+            websocket=websocket,
+            ws_port=args.ws_port,
         )
     except ValueError as exc:  # a pair whose quote currency cannot be told, ...
         log.error("obengine sim: %s", exc)
@@ -456,7 +470,8 @@ def _sim(args: argparse.Namespace) -> int:
             try:
                 await sim.start()
             except OSError as exc:
-                log.error("obengine sim: cannot listen on %s port %d: %s", args.host, args.port, exc)
+                log.error("obengine sim: cannot listen on %s port %d (websocket %d): %s",
+                          args.host, args.port, args.ws_port, exc)
                 return 1
             moving = f"advancing every {args.tick_s:g} s" if args.tick_s else "still (--tick 0)"
             first = next(iter(sim.market.pairs.values()))
@@ -464,6 +479,8 @@ def _sim(args: argparse.Namespace) -> int:
                 f"obengine sim: a simulated BtcTurk exchange, {len(sim.market.pairs)} pairs "
                 f"(seed {args.seed}), the market {moving}",
                 f"REST API:   {sim.url}",
+                *([f"websocket:  {sim.ws_url}  (obdiff, orderbook, trade, ticker; login 114)"]
+                  if websocket else []),
                 f"graph API:  {sim.graph_url}  (GET /v1/ohlcs?pair={first.normalized})",
                 f"Kraken:     {sim.url}{KRAKEN_TOKEN_PATH}",
                 "demo credentials of the simulator (they open nothing else):",
@@ -473,7 +490,8 @@ def _sim(args: argparse.Namespace) -> int:
                 f"{ENV_KRAKEN_SECRET}={DEMO_KRAKEN_SECRET}",
             ]
             print("\n".join(lines), flush=True)
-            log.info("serving on %s; Ctrl-C stops", sim.url)
+            also = f" and {sim.ws_url}" if websocket else ""
+            log.info("serving on %s%s; Ctrl-C stops", sim.url, also)
             try:
                 await stop.wait()
             finally:

@@ -9,6 +9,11 @@ account. Nothing in it touches the internet.
   :class:`obengine.simulator.FeedSimulator`'s books) and a paper-trading account; pure Python.
 - :class:`Faults` (:mod:`obengine.sim.faults`): rules that make the next requests fail as the
   real exchange does (5xx, 429, delays, bodies that are not JSON, cut, or of the wrong shape).
+- :class:`~obengine.sim.ws.SimWebsocket` (:mod:`obengine.sim.ws`, needs ``websockets``): the
+  websocket feed over the same market (``SimExchange(websocket=True)``, ``sim.ws_url``,
+  ``await sim.push(frames)``, ``sim.truth(pair)``), with its own fault knobs, :class:`WsFaults`
+  (:mod:`obengine.sim.wsfaults`: CS gaps, stale, reordered, cut or bad frames, crossed books,
+  stalls, aborts, refused handshakes and logins).
 
 The demo credentials (:data:`DEMO_PUBLIC_KEY`, :data:`DEMO_PRIVATE_KEY`,
 :data:`DEMO_KRAKEN_API_KEY`, :data:`DEMO_KRAKEN_SECRET`) open the simulator and nothing else.
@@ -25,6 +30,7 @@ from obengine.sim.http import (
     SimExchange,
 )
 from obengine.sim.market import MarketError, SimMarket
+from obengine.sim.wsfaults import WsFaultKind, WsFaultRule, WsFaults
 
 __all__ = [
     "DEMO_KRAKEN_API_KEY",
@@ -38,4 +44,7 @@ __all__ = [
     "MarketError",
     "SimExchange",
     "SimMarket",
+    "WsFaultKind",
+    "WsFaultRule",
+    "WsFaults",
 ]

@@ -55,7 +55,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
 import h11
@@ -74,6 +74,10 @@ from obengine.sim.market import (
     canonical,
     fixed,
 )
+from obengine.sim.wsfaults import WsFaults
+
+if TYPE_CHECKING:
+    from obengine.sim.ws import SimWebsocket
 
 __all__ = [
     "DEMO_KRAKEN_API_KEY",
@@ -266,15 +270,25 @@ class SimExchange:
         nonce_window_ms: how far (±ms) an ``X-Stamp`` may be from the server's clock (the
             exchange allows 5000).
         tick_s: when given, advance the market every ``tick_s`` seconds by ``frames_per_tick``
-            frames (``obengine sim`` does); by default the market moves only when
-            ``sim.market.advance()`` is called (deterministic tests).
+            frames (``obengine sim`` does), as :meth:`push` does; by default the market moves
+            only when :meth:`push` (or ``sim.market.advance()``) is called (deterministic tests).
         frames_per_tick: frames per automatic advance.
         balances, market_buy_quantity, maker_fee, taker_fee: passed to
             :class:`~obengine.sim.market.SimMarket`.
+        websocket: also serve the websocket feed (:class:`~obengine.sim.ws.SimWebsocket`, on
+            its own port, :attr:`ws_url`) over the same market and ``api_keys``; then move the
+            market with :meth:`push` (or ``tick_s``) so that its subscribers see every frame.
+        ws_port: the websocket port (0: a free one).
+        ping_interval_s, ping_timeout_s, join_delay_s: the websocket server's pings and the delay
+            of a book channel's first 431 (see :mod:`obengine.sim.ws`).
+        ws_options: more :class:`~obengine.sim.ws.SimWebsocket` keywords (``send_timeout_s``,
+            ``max_queue``, ``orderbook_interval_s``, ``close_timeout_s``).
 
     Attributes:
         market: the :class:`~obengine.sim.market.SimMarket` behind the answers.
         faults: the :class:`~obengine.sim.faults.Faults` to program.
+        ws: the websocket server, or ``None`` (``websocket=False``).
+        ws_faults: the websocket side's :class:`~obengine.sim.wsfaults.WsFaults` to program.
         clock_offset_ms: the server's clock minus this machine's, ms (settable).
         requests: how many requests were answered (faults and errors included).
         connections: how many connections were accepted (keep-alive reuses one).
@@ -301,6 +315,12 @@ class SimExchange:
         market_buy_quantity: Literal["base", "quote"] = "base",
         maker_fee: Decimal | None = None,
         taker_fee: Decimal | None = None,
+        websocket: bool = False,
+        ws_port: int = 0,
+        ping_interval_s: float = 15.0,
+        ping_timeout_s: float = 45.0,
+        join_delay_s: float = 0.02,
+        ws_options: Mapping[str, Any] | None = None,
     ) -> None:
         if tick_s is not None and tick_s <= 0:
             raise ValueError(f"tick_s must be > 0, not {tick_s}")
@@ -339,6 +359,23 @@ class SimExchange:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._ticker_task: asyncio.Task[None] | None = None
         self._routes = self._make_routes()
+        self.ws_faults = WsFaults()
+        self.ws: SimWebsocket | None = None
+        if websocket:
+            from obengine.sim.ws import SimWebsocket
+
+            self.ws = SimWebsocket(
+                self.market,
+                host=host,
+                port=ws_port,
+                api_keys=self._api_keys,
+                faults=self.ws_faults,
+                seed=seed,
+                ping_interval_s=ping_interval_s,
+                ping_timeout_s=ping_timeout_s,
+                join_delay_s=join_delay_s,
+                **dict(ws_options or {}),
+            )
 
     @staticmethod
     def _decode_keys(keys: Mapping[str, str], what: str) -> dict[str, bytes]:
@@ -367,6 +404,29 @@ class SimExchange:
         """The base URL of the graph host (``/v1/ohlcs``): the same server."""
         return self.url
 
+    @property
+    def ws_url(self) -> str:
+        """The websocket feed's URL, ``ws://HOST:PORT`` (``websocket=True`` only)."""
+        if self.ws is None:
+            raise RuntimeError("no websocket side: make the SimExchange with websocket=True")
+        return self.ws.url
+
+    # -- the market ------------------------------------------------------------------------
+
+    async def push(self, frames: int = 1) -> list[bytes]:
+        """Advance the market by ``frames`` frames and deliver every 432 to the websocket
+        subscribers of its pair, in order (only queued: never waits on a client); returns the
+        market's frames. Without a websocket side, only advances the market."""
+        if self.ws is not None:
+            return await self.ws.push(frames)
+        return self.market.advance(frames)
+
+    def truth(
+        self, pair: str
+    ) -> tuple[list[tuple[Decimal, Decimal]], list[tuple[Decimal, Decimal]]]:
+        """The pair's true book now, ``(bids, asks)`` best first, exact ``(price, amount)``."""
+        return self.market.levels(pair)
+
     # -- life cycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -376,6 +436,12 @@ class SimExchange:
             raise RuntimeError("already started")
         self._server = await asyncio.start_server(self._connection, self.host, self.port)
         self.port = self._server.sockets[0].getsockname()[1]
+        if self.ws is not None:
+            try:
+                await self.ws.start()
+            except BaseException:
+                await self.stop()
+                raise
         if self.tick_s is not None:
             self._ticker_task = asyncio.create_task(self._tick())
         log.debug("simulated exchange listening on %s", self.url)
@@ -385,6 +451,8 @@ class SimExchange:
         server, self._server = self._server, None
         if server is None:
             return
+        if self.ws is not None:
+            await self.ws.stop()
         server.close()
         tasks = list(self._tasks)
         if self._ticker_task is not None:
@@ -448,7 +516,7 @@ class SimExchange:
         while True:
             await asyncio.sleep(self.tick_s)
             try:
-                self.market.advance(self.frames_per_tick)
+                await self.push(self.frames_per_tick)
             except Exception:  # keep serving: a broken advance must not stop the server
                 log.exception("the simulated market failed to advance")
 
