@@ -374,3 +374,21 @@ def test_callback_style_gets_the_same_updates() -> None:
             assert len(got) >= 10 and set(got) <= set(PAIRS[:2])
 
     run(main)
+
+
+def test_tickers_come_through_the_same_loop_with_exact_values() -> None:
+    async def main() -> None:
+        async with SimExchange(websocket=True, pairs=PAIRS[:1], seed=13) as sim:
+            async with obengine.connect(PAIRS[:1], url=sim.ws_url, channels=("obdiff", "ticker"),
+                                        scales=sim.market.feed.scales) as feed:
+                async def first_ticker() -> Any:
+                    async for item in feed:
+                        if not isinstance(item, Update):
+                            return item
+
+                ticker = await asyncio.wait_for(first_ticker(), GUARD_S)
+                truth = sim.market.ticker(PAIRS[0])
+                assert ticker.pair == PAIRS[0]
+                assert (ticker.last, ticker.bid, ticker.ask, ticker.volume) == (truth.last, truth.bid, truth.ask, truth.volume)
+
+    run(main)

@@ -84,6 +84,7 @@ def connect(
     snapshot_timeout_s: float = 10.0,
     reconnect_initial_s: float = 0.5,
     reconnect_max_s: float = 30.0,
+    compression: str | None = None,
 ) -> Feed:
     """A live feed of the pairs' books; use it as ``async with connect(...) as feed:``.
 
@@ -106,12 +107,14 @@ def connect(
         snapshot_timeout_s: how long a join may wait for its 431 (then it is reported and
             tried again).
         reconnect_initial_s, reconnect_max_s: the reconnect backoff's first and largest delay.
+        compression: ``None`` (the default: the exchange does not compress, and a frame stays the
+            bytes received) or ``"deflate"`` to offer permessage-deflate.
     """
     return Feed(
         pairs, url, scales, channels, credentials, rest_url=rest_url, on_update=on_update,
         ping_interval_s=ping_interval_s, ping_timeout_s=ping_timeout_s, open_timeout_s=open_timeout_s,
         silence_timeout_s=silence_timeout_s, snapshot_timeout_s=snapshot_timeout_s,
-        reconnect_initial_s=reconnect_initial_s, reconnect_max_s=reconnect_max_s,
+        reconnect_initial_s=reconnect_initial_s, reconnect_max_s=reconnect_max_s, compression=compression,
     )
 
 
@@ -137,6 +140,7 @@ class Feed:
         snapshot_timeout_s: float,
         reconnect_initial_s: float,
         reconnect_max_s: float,
+        compression: str | None = None,
     ) -> None:
         if isinstance(pairs, str):
             raise TypeError("pairs must be a sequence of symbols, not one string")
@@ -154,6 +158,7 @@ class Feed:
         self._silence_s = silence_timeout_s
         self._snapshot_timeout_s = snapshot_timeout_s
         self._reconnect = (reconnect_initial_s, reconnect_max_s)
+        self._compression = compression
         self._proto: FeedProtocol | None = None
         self._ws: ClientConnection | None = None
         self._delays: Iterator[float] = iter(())
@@ -369,7 +374,7 @@ class Feed:
         interval, timeout = self._ping
         try:
             ws = await websockets.connect(
-                self.url, compression=None, open_timeout=self._open_timeout_s, ping_interval=interval,
+                self.url, compression=self._compression, open_timeout=self._open_timeout_s, ping_interval=interval,
                 ping_timeout=timeout, max_size=2**24, proxy=None,
             )
         except InvalidURI:

@@ -578,7 +578,8 @@ class FeedProtocol:
 
         return TickerEvent(
             pair=str(item.get("PS", "")),
-            last=d("La"), bid=d("B"), ask=d("A"), high=d("H"), low=d("L"), open=d("O"),
+            last=d("La") if "La" in item else d("LA"),    # "La" in the reference, "LA" on the wire
+            bid=d("B"), ask=d("A"), high=d("H"), low=d("L"), open=d("O"),
             volume=d("V"), average=d("AV"), daily=d("D"), daily_percent=d("DP"),
         )
 
