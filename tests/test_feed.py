@@ -310,6 +310,11 @@ def test_login_with_the_demo_keys_and_a_clear_error_when_refused() -> None:
                 with pytest.raises(AuthError, match="Unauthorized") as info:
                     await asyncio.wait_for(feed.wait_synced(), GUARD_S)
                 assert "websocket access" in str(info.value)
+            sim.ws_faults.add("refuse_login")                # the right keys, refused by the server
+            async with obengine.connect(PAIRS[:1], url=sim.ws_url, credentials=signer,
+                                        scales=sim.market.feed.scales) as feed:
+                with pytest.raises(AuthError, match="Invalid Public key"):
+                    await asyncio.wait_for(feed.wait_synced(), GUARD_S)
 
     run(main)
 

@@ -170,31 +170,48 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exit_:  # --help, --version, usage errors
         code = exit_.code
         return code if isinstance(code, int) else (0 if code is None else 2)
-    _setup_logging(getattr(args, "log_level", logging.INFO))
     handler: Callable[[argparse.Namespace], int] | None = getattr(args, "handler", None)
     if handler is None:
         parser.print_usage(sys.stderr)
         print("obengine: error: a command is required (try: obengine demo)", file=sys.stderr)
         return 2
-    return handler(args)
+    logger = logging.getLogger("obengine")
+    saved = (logger.level, logger.propagate)
+    cli_handler = _setup_logging(getattr(args, "log_level", logging.INFO))
+    try:
+        return handler(args)
+    finally:
+        # A caller that runs main() in its own process (a test, a notebook) gets its logging back.
+        logger.removeHandler(cli_handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
 
 
 class _CliHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """The handler ``main`` puts on the ``obengine`` logger (replaced on every call, so that it
-    writes to the current ``sys.stderr``)."""
+    """The handler ``main`` puts on the ``obengine`` logger while a command runs; it writes to
+    whatever ``sys.stderr`` is when a record comes (also from the simulator's threads)."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
 
 
-def _setup_logging(level: int) -> None:
+def _setup_logging(level: int) -> logging.Handler:
     """Send the ``obengine`` loggers' records at ``level`` and above to stderr, bare messages.
-    Only the ``obengine`` logger is touched, never the root logger."""
+    Only the ``obengine`` logger is touched, never the root logger. Returns the handler."""
     logger = logging.getLogger("obengine")
-    for handler in [h for h in logger.handlers if isinstance(h, _CliHandler)]:
-        logger.removeHandler(handler)
-    handler = _CliHandler(sys.stderr)
+    for old in [h for h in logger.handlers if isinstance(h, _CliHandler)]:
+        logger.removeHandler(old)
+    handler = _CliHandler()
     handler.setFormatter(logging.Formatter("%(message)s"))
     logger.addHandler(handler)
     logger.setLevel(level)
     logger.propagate = False
+    return handler
 
 
 # -- demo ----------------------------------------------------------------------------------

@@ -355,8 +355,15 @@ class Feed:
                 check_ws_login({"ok": event.ok, "message": event.message})
 
     async def _flush(self, ws: ClientConnection) -> None:
-        for message in self.protocol.data_to_send():
-            await ws.send(message, text=True)
+        """Send what the protocol asks; a connection closed meanwhile is dropped (and
+        reconnected), never raised into the loop."""
+        try:
+            for message in self.protocol.data_to_send():
+                await ws.send(message, text=True)
+        except ConnectionClosed as exc:
+            if self._ws is ws:
+                log.warning("connection closed while sending (%s): reconnecting", exc)
+                await self._drop(ws)
 
     async def _drop(self, ws: ClientConnection) -> None:
         self._ws = None
