@@ -98,7 +98,8 @@ def backoff(
 class Update(NamedTuple):
     """A book frame was applied to a synced pair: ``(pair, book, status)``. ``book`` is the live
     :class:`obengine.Book`; views read from it stay valid until the next frame is applied to it
-    (copy them to keep them)."""
+    (copy them to keep them). It holds no state of its own, so one object per pair is made once
+    and handed out for each of its frames."""
 
     pair: str
     book: Book
@@ -231,6 +232,7 @@ class _Pair:
     backoff_s: float = 0.0
     synced_at: float | None = None
     last_frame_at: float | None = None
+    update: Update | None = None     # (name, book, APPLIED): the same for every frame, made once
 
 
 @dataclass
@@ -473,7 +475,10 @@ class FeedProtocol:
                 self._events.append(Synced(p.name, self.books[p.name].seq))
             if state is _SYNCED:
                 self.stats.updates += 1
-                return Update(p.name, self.books[p.name], status)
+                update = p.update
+                if update is None:
+                    update = p.update = Update(p.name, self.books[p.name], status)
+                return update
         elif status is Status.STALE:
             self.stats.stale += 1
         elif status is Status.GAP or status is Status.CROSSED:
