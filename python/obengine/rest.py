@@ -38,7 +38,7 @@ import time
 from collections.abc import Generator, Mapping, Sequence
 from decimal import Decimal
 from types import TracebackType
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, Union
 
 import httpx
 
@@ -94,6 +94,32 @@ T = TypeVar("T")
 _Step = Generator["api.Send | api.Sleep", "api.Reply | None", T]
 
 
+_Outcome = Union["api.Reply", TransportError, None]
+
+
+class _Done:
+    """The session's result (the generator returned)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value: Any = value
+
+
+def _resume(steps: _Step[Any], outcome: api.Reply | TransportError | None) -> api.Send | api.Sleep | _Done:
+    """Hand the last step's outcome to the session (a transport failure is thrown into it, so
+    that its retry policy decides); its next step, or :class:`_Done` with its result."""
+    try:
+        return steps.throw(outcome) if isinstance(outcome, TransportError) else steps.send(outcome)
+    except StopIteration as done:
+        return _Done(done.value)
+
+
+def _log_sleep(step: api.Sleep) -> None:
+    if step.reason:
+        log.info("waiting %.2f s: %s", step.seconds, step.reason)
+
+
 def _url(base: str, path: str) -> str:
     return base.rstrip("/") + path
 
@@ -147,6 +173,14 @@ class _Base:
         if log.isEnabledFor(logging.DEBUG):
             log.debug("%s %s -> %s (%.1f ms)", send.method, send.path, status, (time.perf_counter() - started) * 1e3)
 
+    def _reply(self, send: api.Send, response: httpx.Response, started: float) -> api.Reply:
+        self._log(send, response.status_code, started)
+        return api.Reply(response.status_code, response.headers, response.content)
+
+    def _failure(self, send: api.Send, exc: httpx.HTTPError, started: float) -> TransportError:
+        self._log(send, type(exc).__name__, started)
+        return TransportError(f"{type(exc).__name__}: {exc}", endpoint=f"{send.method} {send.path}")
+
     def _scales_of(self, pair: str) -> tuple[int, int] | None:
         if self._info is None:
             return None
@@ -199,28 +233,22 @@ class RestClient(_Base):
 
     async def _run(self, call: api.Call[T]) -> T:
         steps: _Step[T] = self._session.run(call)
-        reply: api.Reply | None = None
-        failure: TransportError | None = None
+        outcome: _Outcome = None
         while True:
-            try:
-                step = steps.throw(failure) if failure is not None else steps.send(reply)
-            except StopIteration as done:
-                return done.value  # type: ignore[no-any-return]
-            reply, failure = None, None
+            step = _resume(steps, outcome)
+            if isinstance(step, _Done):
+                return step.value  # type: ignore[no-any-return]
             if isinstance(step, api.Sleep):
-                if step.reason:
-                    log.info("waiting %.2f s: %s", step.seconds, step.reason)
+                _log_sleep(step)
                 await asyncio.sleep(step.seconds)
+                outcome = None
                 continue
             method, url, kwargs = self._request(step)
             started = time.perf_counter()
             try:
-                response = await self._http.request(method, url, **kwargs)
-                reply = api.Reply(response.status_code, response.headers, response.content)
-                self._log(step, response.status_code, started)
+                outcome = self._reply(step, await self._http.request(method, url, **kwargs), started)
             except httpx.HTTPError as exc:
-                self._log(step, type(exc).__name__, started)
-                failure = TransportError(f"{type(exc).__name__}: {exc}", endpoint=f"{step.method} {step.path}")
+                outcome = self._failure(step, exc, started)
 
     # public ---------------------------------------------------------------------------------
 
@@ -375,28 +403,22 @@ class SyncRestClient(_Base):
 
     def _run(self, call: api.Call[T]) -> T:
         steps: _Step[T] = self._session.run(call)
-        reply: api.Reply | None = None
-        failure: TransportError | None = None
+        outcome: _Outcome = None
         while True:
-            try:
-                step = steps.throw(failure) if failure is not None else steps.send(reply)
-            except StopIteration as done:
-                return done.value  # type: ignore[no-any-return]
-            reply, failure = None, None
+            step = _resume(steps, outcome)
+            if isinstance(step, _Done):
+                return step.value  # type: ignore[no-any-return]
             if isinstance(step, api.Sleep):
-                if step.reason:
-                    log.info("waiting %.2f s: %s", step.seconds, step.reason)
+                _log_sleep(step)
                 time.sleep(step.seconds)
+                outcome = None
                 continue
             method, url, kwargs = self._request(step)
             started = time.perf_counter()
             try:
-                response = self._http.request(method, url, **kwargs)
-                reply = api.Reply(response.status_code, response.headers, response.content)
-                self._log(step, response.status_code, started)
+                outcome = self._reply(step, self._http.request(method, url, **kwargs), started)
             except httpx.HTTPError as exc:
-                self._log(step, type(exc).__name__, started)
-                failure = TransportError(f"{type(exc).__name__}: {exc}", endpoint=f"{step.method} {step.path}")
+                outcome = self._failure(step, exc, started)
 
     def server_time(self) -> int:
         """See :meth:`RestClient.server_time`."""

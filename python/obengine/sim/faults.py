@@ -36,10 +36,11 @@ add them from another thread while the server runs (see ``SimExchange.in_thread`
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Generic, Literal, Protocol, TypeVar, get_args
 
-__all__ = ["FaultKind", "FaultRule", "Faults"]
+__all__ = ["FaultKind", "FaultRule", "Faults", "RuleSet"]
 
 FaultKind = Literal[
     "status",
@@ -152,13 +153,66 @@ class FaultRule:
         return 1
 
 
-class Faults:
-    """The rule set of one simulated exchange (``sim.faults``)."""
+R = TypeVar("R", bound="_Rule")
+
+
+class _Rule(Protocol):
+    fired: int
+
+    @property
+    def exhausted(self) -> bool: ...
+
+
+class RuleSet(Generic[R]):
+    """A thread-safe list of pending rules, shared by the REST and websocket fault tables: the
+    first rule that matches an event, in the order added, takes it and is counted; a rule is
+    dropped once exhausted (its ``times`` used up, or its time over)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._rules: list[FaultRule] = []
-        self.fired = 0  # requests answered by a rule so far
+        self._rules: list[R] = []
+        self.fired = 0  # events a rule applied to so far
+
+    def _append(self, rule: R) -> R:
+        with self._lock:
+            self._rules.append(rule)
+        return rule
+
+    def _take(self, matches: Callable[[R], bool]) -> R | None:
+        if not self._rules:  # the common case, without the lock
+            return None
+        with self._lock:
+            for rule in list(self._rules):
+                if rule.exhausted:
+                    self._rules.remove(rule)
+                elif matches(rule):
+                    rule.fired += 1
+                    self.fired += 1
+                    if rule.exhausted:
+                        self._rules.remove(rule)
+                    return rule
+        return None
+
+    def clear(self) -> None:
+        """Drop every rule."""
+        with self._lock:
+            self._rules.clear()
+
+    @property
+    def rules(self) -> list[R]:
+        """The rules still pending, in order (a copy)."""
+        with self._lock:
+            return [r for r in self._rules if not r.exhausted]
+
+    def __len__(self) -> int:
+        return len(self.rules)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({len(self)} rules, {self.fired} fired)"
+
+
+class Faults(RuleSet[FaultRule]):
+    """The rule set of one simulated exchange (``sim.faults``)."""
 
     def add(
         self,
@@ -191,37 +245,9 @@ class Faults:
             delay_s=delay_s,
             body=body,
         )
-        with self._lock:
-            self._rules.append(rule)
-        return rule
+        return self._append(rule)
 
     def take(self, method: str, path: str) -> FaultRule | None:
         """The first rule matching the request, counted as fired (and dropped once exhausted),
         or ``None``. The server calls this once per request."""
-        with self._lock:
-            for rule in self._rules:
-                if rule.matches(method, path):
-                    rule.fired += 1
-                    self.fired += 1
-                    if rule.exhausted:
-                        self._rules.remove(rule)
-                    return rule
-        return None
-
-    def clear(self) -> None:
-        """Drop every rule."""
-        with self._lock:
-            self._rules.clear()
-
-    @property
-    def rules(self) -> list[FaultRule]:
-        """The rules still pending, in order (a copy)."""
-        with self._lock:
-            return list(self._rules)
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._rules)
-
-    def __repr__(self) -> str:
-        return f"Faults({len(self)} rules, {self.fired} fired)"
+        return self._take(lambda rule: rule.matches(method, path))

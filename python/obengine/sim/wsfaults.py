@@ -46,10 +46,11 @@ Connection rules:
 """
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass
 from typing import Literal, get_args
+
+from obengine.sim.faults import RuleSet
 
 __all__ = ["WsFaultKind", "WsFaultRule", "WsFaults", "FRAME_KINDS"]
 
@@ -153,13 +154,12 @@ class WsFaultRule:
         return self.pair is None or pair is None or self.pair == pair
 
 
-class WsFaults:
-    """The websocket rule set of one simulated exchange (``sim.ws_faults``)."""
+_HANDSHAKE = frozenset({"refuse_handshake"})
+_LOGIN = frozenset({"refuse_login"})
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._rules: list[WsFaultRule] = []
-        self.fired = 0  # events a rule applied to so far
+
+class WsFaults(RuleSet[WsFaultRule]):
+    """The websocket rule set of one simulated exchange (``sim.ws_faults``)."""
 
     def add(
         self,
@@ -191,58 +191,17 @@ class WsFaults:
             status=status,
             message=message,
         )
-        with self._lock:
-            self._rules.append(rule)
-        return rule
-
-    def _take(
-        self, kinds: frozenset[str], connection: int | None, pair: str | None
-    ) -> WsFaultRule | None:
-        with self._lock:
-            for rule in list(self._rules):
-                if rule.exhausted:
-                    self._rules.remove(rule)
-                    continue
-                if rule._matches(kinds, connection, pair):
-                    rule.fired += 1
-                    self.fired += 1
-                    if rule.exhausted:
-                        self._rules.remove(rule)
-                    return rule
-        return None
+        return self._append(rule)
 
     def take_frame(self, connection: int, pair: str) -> WsFaultRule | None:
         """The first frame rule matching a 432 of ``pair`` due on ``connection``, counted as
         fired, or ``None``. The server calls this once per 432 per live subscription."""
-        if not self._rules:  # the common case, without the lock
-            return None
-        return self._take(FRAME_KINDS, connection, pair)
+        return self._take(lambda rule: rule._matches(FRAME_KINDS, connection, pair))
 
     def take_handshake(self) -> WsFaultRule | None:
         """The first ``"refuse_handshake"`` rule still pending, counted, or ``None``."""
-        if not self._rules:
-            return None
-        return self._take(frozenset({"refuse_handshake"}), None, None)
+        return self._take(lambda rule: rule._matches(_HANDSHAKE, None, None))
 
     def take_login(self, connection: int) -> WsFaultRule | None:
         """The first ``"refuse_login"`` rule matching ``connection``, counted, or ``None``."""
-        if not self._rules:
-            return None
-        return self._take(frozenset({"refuse_login"}), connection, None)
-
-    def clear(self) -> None:
-        """Drop every rule."""
-        with self._lock:
-            self._rules.clear()
-
-    @property
-    def rules(self) -> list[WsFaultRule]:
-        """The rules still pending, in order (a copy)."""
-        with self._lock:
-            return [r for r in self._rules if not r.exhausted]
-
-    def __len__(self) -> int:
-        return len(self.rules)
-
-    def __repr__(self) -> str:
-        return f"WsFaults({len(self)} rules, {self.fired} fired)"
+        return self._take(lambda rule: rule._matches(_LOGIN, connection, None))
