@@ -207,10 +207,12 @@ def _feed_table(workload: str, results: dict[str, Any], h: str, markdown: bool) 
 
     for r in sorted(results.values(), key=wall):
         cpu = r.info.get("cpu_s_min")
-        floor_cpu = floor.info.get("cpu_s_min") if floor else None
+        # each path against the floor round run just before each of its rounds, when it has one
+        floor_wall = r.info.get("paired_floor_wall_s_min") or (wall(floor) if floor else None)
+        floor_cpu = r.info.get("paired_floor_cpu_s_min") or (floor.info.get("cpu_s_min") if floor else None)
         table.add([
             r.path, _num(wall(r) * 1e6 / r.frames, 2), _num(cpu * 1e6 / r.frames, 2) if cpu else "-",
-            _ratio(wall(r) / wall(floor)) if floor else "-",
+            _ratio(wall(r) / floor_wall) if floor_wall else "-",
             _ratio(cpu / floor_cpu) if cpu and floor_cpu else "-",
         ])
     return lines + [table.render(), ""]

@@ -7,26 +7,30 @@ gaps, bad frames and dropped connections.
         async for pair, book, status in feed:          # one update per applied book frame
             bids, asks = book.top(5)                   # valid until the loop asks for the next one
 
-This is the I/O layer: it moves bytes between a ``websockets`` connection and a
+This is the I/O layer: it moves bytes between a websocket connection
+(:mod:`obengine._wsconn`: websockets' sans-I/O client protocol on an asyncio transport) and a
 :class:`obengine.protocol.FeedProtocol`, which decides everything else (joins, resyncs,
-timeouts); only this module imports asyncio and websockets.
+timeouts); only these modules import asyncio and websockets.
 
-**Pull, not push.** The socket is read only when the loop asks for the next update, and a book
-changes only then. So a view read inside the loop (``book.bids``, ``book.top(n)``) stays valid
-until the loop asks for the next update, even across other ``await``\\ s in its body; copy it to
-keep it longer. A slow consumer is never handed a coalesced or missing frame: it reads later, and
-the backpressure goes down the socket (websockets buffers at most ``max_queue`` messages, then TCP
-holds the rest, then the exchange's own buffer). A consumer that stops reading for longer than the
-server's patience (about 45 s of unanswered pings) is dropped by the server; the feed then
-reconnects and resyncs every pair, and the books are exact again from their new 431s.
+**Pull, not push.** A book changes only when the loop asks for the next update. So a view read
+inside the loop (``book.bids``, ``book.top(n)``) stays valid until the loop asks for the next
+update, even across other ``await``\\ s in its body; copy it to keep it longer. Each read of the
+socket is split into whole messages that wait, as bytes, until the loop takes them; at 4,096
+waiting messages the socket is no longer read (then TCP holds the rest, then the exchange's own
+buffer) until the loop has taken them down to 1,024. A slow consumer is never handed a coalesced
+or missing frame, and memory stays bounded. A consumer that stops reading for longer than the
+keepalive allows is dropped (by the server after about 45 s of unanswered pings, or by the
+client's own ping timeout); the feed then reconnects and resyncs every pair, and the books are
+exact again from their new 431s.
 
-**Keepalive and reconnects.** The client pings every ``ping_interval_s`` and closes a connection
-whose pong does not come within ``ping_timeout_s`` (websockets does both, and answers the
-server's pings). ``silence_timeout_s`` (off by default: a quiet pair may send nothing for
+**Keepalive and reconnects.** The server's pings are answered as they arrive. The client pings
+every ``ping_interval_s`` and drops a connection whose pong has not come within
+``ping_timeout_s``. ``silence_timeout_s`` (off by default: a quiet pair may send nothing for
 minutes) also drops a connection on which nothing at all arrived for that long. A dropped or
 refused connection (an HTTP 503 at the handshake included) is retried after
 :func:`obengine.protocol.backoff` (exponential with jitter), forever; every pair is joined again
-and waits for its new 431.
+and waits for its new 431. Deadlines (re-joins after a desync, snapshot timeouts) are checked at
+least every 50 ms while messages flow.
 """
 from __future__ import annotations
 
@@ -39,11 +43,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mappin
 from types import TracebackType
 from typing import Any
 
-import websockets
-from websockets.asyncio.client import ClientConnection
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.exceptions import InvalidHandshake, InvalidURI
 
 from obengine._core import BookSet
+from obengine._wsconn import Connection, open_connection
 from obengine.auth import BtcTurkSigner, check_ws_login
 from obengine.errors import ObengineError
 from obengine.protocol import (
@@ -63,6 +66,8 @@ __all__ = ["connect", "Feed", "BTCTURK_WS"]
 BTCTURK_WS = "wss://ws-feed-pro.btcturk.com"
 
 log = logging.getLogger("obengine.feed")
+
+TICK_S = 0.05       # while messages flow, the protocol's deadlines are checked this often
 
 Item = Update | TradeEvent | TickerEvent | UserEvent
 OnUpdate = Callable[[Item], "Awaitable[None] | None"]
@@ -160,7 +165,8 @@ class Feed:
         self._reconnect = (reconnect_initial_s, reconnect_max_s)
         self._compression = compression
         self._proto: FeedProtocol | None = None
-        self._ws: ClientConnection | None = None
+        self._conn: Connection | None = None
+        self._tick_at = 0.0
         self._delays: Iterator[float] = iter(())
         self._pending: deque[Item] = deque()
         self._lock = asyncio.Lock()
@@ -191,9 +197,9 @@ class Feed:
     async def aclose(self) -> None:
         """Close the connection; the books stay readable."""
         self._closed = True
-        if self._ws is not None:
-            ws, self._ws = self._ws, None
-            await ws.close()
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            await conn.close()
 
     async def _scales_from_rest(self) -> Mapping[str, tuple[int, int]] | None:
         if self._rest_url is None:
@@ -252,8 +258,8 @@ class Feed:
         seconds). The updates read meanwhile are not given to the loop; the books are live."""
         async def until_synced() -> None:
             while not self.protocol.all_synced():
-                await self._step()
-                self._pending.clear()
+                await self.__anext__()
+            self._pending.clear()
 
         await asyncio.wait_for(until_synced(), timeout)
 
@@ -268,26 +274,21 @@ class Feed:
         while True:
             if pending:
                 return pending.popleft()
-            if self._closed:
-                raise StopAsyncIteration
-            ws = self._ws
-            if ws is None or proto._due or self._silence_s is not None or self._lock.locked():
-                await self._step()                  # connect, deadlines, silence, another reader
+            conn = self._conn
+            if conn is None or not conn.messages:
+                if self._closed:
+                    raise StopAsyncIteration
+                await self._step()                  # connect, wait for data, deadlines, silence
                 continue
-            # The hot path: one frame, straight to the protocol and back as its update.
-            try:
-                data = await ws.recv(decode=False)
-            except ConnectionClosed as exc:
-                log.warning("connection closed (%s): reconnecting", exc)
-                await self._drop(ws)
-                continue
-            if self._fresh:
-                self._fresh = False
-                self._new_backoff()
-            self._last_rx = now = time.monotonic()
+            # The hot path: a message already received, straight to the protocol and back as
+            # its update; nothing is awaited until the received messages run out.
+            data = conn.take()
+            now = time.monotonic()
             update = proto.receive(data, now)
+            if now >= self._tick_at:
+                self._tick(now)
             if proto._out:
-                await self._flush(ws)
+                self._flush(conn)
             if proto._events:
                 self._collect()
             if update is not None:
@@ -307,45 +308,51 @@ class Feed:
                 await result
 
     async def _step(self) -> None:
-        """Read one message (or act on a deadline, or reconnect) and queue what it gives."""
+        """Connect, or wait until a message is received, a deadline is due or the connection
+        is silent for too long; act on what came. One reader at a time."""
         async with self._lock:
             proto = self.protocol
-            if self._ws is None:
+            conn = self._conn
+            if conn is None:
                 await self._open()
                 return
-            ws = self._ws
-            deadline = proto.next_deadline()
+            if conn.messages:
+                return                               # another reader waited for them
+            if conn.lost:
+                log.warning("connection %s: reconnecting", conn.reason)
+                await self._drop(conn)
+                return
             now = time.monotonic()
+            self._tick(now)
+            deadline = proto.next_deadline()
             wait = None if deadline is None else max(0.0, deadline - now)
             if self._silence_s is not None:
                 wait = self._silence_s if wait is None else min(wait, self._silence_s)
-            try:
-                # wait_for costs a task per call: only when a deadline runs (joins, re-joins)
-                data = await (ws.recv(decode=False) if wait is None else asyncio.wait_for(ws.recv(decode=False), wait))
-            except TimeoutError:
-                now = time.monotonic()
-                if self._silence_s is not None and (deadline is None or now < deadline):
-                    if now - self._last_rx >= self._silence_s:
-                        log.warning("nothing received for %.0f s: reconnecting", now - self._last_rx)
-                        await self._drop(ws)
-                        return
-                proto.tick(now)
-                await self._flush(ws)
-                self._collect()
+            if await conn.wait(wait):
+                if conn.messages:
+                    self._last_rx = time.monotonic()
+                    if self._fresh:              # a connection that works: the backoff starts over
+                        self._fresh = False
+                        self._new_backoff()
                 return
-            except ConnectionClosed as exc:
-                log.warning("connection closed (%s): reconnecting", exc)
-                await self._drop(ws)
+            now = time.monotonic()
+            if self._silence_s is not None and now - self._last_rx >= self._silence_s:
+                log.warning("nothing received for %.0f s: reconnecting", now - self._last_rx)
+                await self._drop(conn)
                 return
-            self._last_rx = time.monotonic()
-            if self._fresh:                      # a connection that works: the backoff starts over
-                self._fresh = False
-                self._new_backoff()
-            update = proto.receive(data if isinstance(data, bytes) else data.encode(), self._last_rx)
-            await self._flush(ws)
+            self._tick(now)
+
+    def _tick(self, now: float) -> None:
+        """Act on the protocol's deadlines (re-joins, snapshot timeouts). While messages flow
+        this runs at most every ``TICK_S``: a deadline is late by at most that much."""
+        self._tick_at = now + TICK_S
+        proto = self.protocol
+        if proto._due:
+            proto.tick(now)
+        if proto._out and self._conn is not None:
+            self._flush(self._conn)
+        if proto._events:
             self._collect()
-            if update is not None:
-                self._pending.append(update)
 
     def _collect(self) -> None:
         for event in self.protocol.events_received():
@@ -354,24 +361,17 @@ class Feed:
             elif isinstance(event, LoginResult):
                 check_ws_login({"ok": event.ok, "message": event.message})
 
-    async def _flush(self, ws: ClientConnection) -> None:
-        """Send what the protocol asks; a connection closed meanwhile is dropped (and
-        reconnected), never raised into the loop."""
-        try:
-            for message in self.protocol.data_to_send():
-                await ws.send(message, text=True)
-        except ConnectionClosed as exc:
-            if self._ws is ws:
-                log.warning("connection closed while sending (%s): reconnecting", exc)
-                await self._drop(ws)
+    def _flush(self, conn: Connection) -> None:
+        """Send what the protocol asks. A connection closed meanwhile is marked lost (and
+        reconnected by the next step), never raised into the loop."""
+        for message in self.protocol.data_to_send():
+            if not conn.send_text(message):
+                break
 
-    async def _drop(self, ws: ClientConnection) -> None:
-        self._ws = None
+    async def _drop(self, conn: Connection) -> None:
+        self._conn = None
         self.protocol.disconnected(time.monotonic())
-        try:
-            await asyncio.wait_for(ws.close(), 1.0)
-        except (TimeoutError, OSError, ConnectionClosed):
-            pass
+        await conn.close()
         if not self._closed:
             await asyncio.sleep(next(self._delays))
 
@@ -380,9 +380,9 @@ class Feed:
             return
         interval, timeout = self._ping
         try:
-            ws = await websockets.connect(
-                self.url, compression=self._compression, open_timeout=self._open_timeout_s, ping_interval=interval,
-                ping_timeout=timeout, max_size=2**24, proxy=None,
+            conn = await open_connection(
+                self.url, compression=self._compression, open_timeout_s=self._open_timeout_s,
+                ping_interval_s=interval, ping_timeout_s=timeout,
             )
         except InvalidURI:
             raise
@@ -394,12 +394,12 @@ class Feed:
             log.warning("cannot connect to %s (%s): retrying in %.1f s", self.url, exc, delay)
             await asyncio.sleep(delay)
             return
-        self._ws = ws
+        self._conn = conn
         self.connections += 1
         self._last_rx = time.monotonic()
         self._fresh = True
         self.protocol.connected(self._last_rx)
-        await self._flush(ws)
+        self._flush(conn)
         log.info("connected to %s; joining %d pairs", self.url, len(self.pairs))
 
     def __repr__(self) -> str:
