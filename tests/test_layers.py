@@ -8,7 +8,10 @@ import sys
 
 import pytest
 
-SANS_IO = ["obengine", "obengine._core", "obengine._restapi", "obengine.auth", "obengine.errors", "obengine.protocol"]
+SANS_IO = [
+    "obengine", "obengine._core", "obengine._restapi", "obengine.auth", "obengine.errors", "obengine.protocol",
+    "obengine.record",   # the file layer: blocking file I/O, no network, no asyncio
+]
 IO_MODULES = ["asyncio", "socket", "ssl", "httpx", "h11", "websockets", "selectors"]
 
 

@@ -17,6 +17,7 @@ from obengine.errors import (
     FrameError,
     ObengineError,
     RateLimited,
+    RecordingError,
     ServerError,
     TransportError,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "ExchangeError",
     "AuthError",
     "RateLimited",
+    "RecordingError",
     "ServerError",
     "TransportError",
     "DEFAULT_SCALES",

@@ -5,6 +5,7 @@
     ObengineError                        base of everything obengine raises on purpose
      ├── FrameError(ValueError)          a malformed frame; the book is left unchanged
      ├── CredentialsError(ValueError)    credentials missing, malformed, or in a file others can read
+     ├── RecordingError(OSError)         a recording file that cannot be created, written or read
      └── ExchangeError                   the exchange (or the way to it) answered with an error
           ├── AuthError                  401: the exchange refused the signature, key or nonce
           ├── RateLimited                429: too many requests; retry_after_s says when to retry
@@ -20,10 +21,13 @@ and quote the exchange's own message.
 """
 from __future__ import annotations
 
+import os
+
 __all__ = [
     "ObengineError",
     "FrameError",
     "CredentialsError",
+    "RecordingError",
     "ExchangeError",
     "AuthError",
     "RateLimited",
@@ -67,6 +71,44 @@ class FrameError(ObengineError, ValueError):
 class CredentialsError(ObengineError, ValueError):
     """Credentials that cannot be used: missing, a private key that is not base64, or a
     credentials file that group or others can read. The message says which, never the secret."""
+
+
+class RecordingError(ObengineError, OSError):
+    """A recording (``obengine.record``) that cannot be created, written or read: a write that
+    failed (no space, the file size limit, an I/O error), a path that matches no segment, a file
+    that is not a recording at all or is of a newer format version. Damaged content inside a
+    recording is *not* an error: the reader skips and counts it.
+
+    An :class:`OSError`, so that code handling disk trouble catches it too; ``errno`` is the
+    underlying OS error's number when there was one (``errno.EFBIG``, ``errno.ENOSPC``, ...).
+
+    Attributes:
+        path: the file (or the path given) concerned.
+        offset: byte offset into the file where the failed write or the problem was, if known.
+        message: the whole message (also ``str(error)``).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        offset: int | None = None,
+        errno: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.path = path
+        self.offset = offset
+        self.errno = errno
+        self.filename = path
+        if errno is not None:
+            self.strerror = os.strerror(errno)
+
+    def __str__(self) -> str:
+        # OSError would format "[Errno n] strerror: filename" from the attributes set above;
+        # the message already says all of it, in words.
+        return self.message
 
 
 class ExchangeError(ObengineError):
