@@ -17,6 +17,7 @@ import asyncio
 import logging
 import os
 import ssl
+import time
 from collections import deque
 
 from websockets.client import ClientProtocol
@@ -60,6 +61,12 @@ class Connection(asyncio.Protocol):
         self._ping_sent = 0.0
         self._keepalive: asyncio.TimerHandle | None = None
         self._close_timer: asyncio.TimerHandle | None = None
+        # Receive times, kept only when asked (the recorder): per socket read that brought
+        # messages, (messages received so far, wall ns, monotonic ns).
+        self.stamping = False
+        self._stamps: deque[tuple[int, int, int]] = deque()
+        self._received = 0
+        self._taken = 0
 
     # -- the feed's side ------------------------------------------------------------------------
 
@@ -70,6 +77,17 @@ class Connection(asyncio.Protocol):
             self._paused = False
             self._transport.resume_reading()
         return data
+
+    def take_stamped(self) -> tuple[bytes, int, int]:
+        """The next message with the times its bytes were read from the socket: wall clock
+        (ns since the epoch) and monotonic (ns). Only with ``stamping`` on from the start."""
+        data = self.take()
+        self._taken += 1
+        stamps = self._stamps
+        while stamps[0][0] < self._taken:
+            stamps.popleft()
+        _, wall_ns, mono_ns = stamps[0]
+        return data, wall_ns, mono_ns
 
     async def wait(self, timeout: float | None) -> bool:
         """Wait until a message is buffered or the connection is lost (``True``), or until
@@ -121,6 +139,9 @@ class Connection(asyncio.Protocol):
         self._write()                                # the handshake request
 
     def data_received(self, data: bytes) -> None:
+        if self.stamping:
+            wall_ns, mono_ns = time.time_ns(), time.monotonic_ns()
+            before = len(self.messages)
         ws = self.ws
         ws.receive_data(data)
         append = self.messages.append
@@ -131,6 +152,9 @@ class Connection(asyncio.Protocol):
                 self._frame(event)
             elif isinstance(event, Response) and not self._handshake.done():
                 self._handshake.set_result(event)
+        if self.stamping and len(self.messages) > before:
+            self._received += len(self.messages) - before
+            self._stamps.append((self._received, wall_ns, mono_ns))
         self._write()                                # pongs, the close handshake
         if ws.close_expected() and self._close_timer is None:
             self._close_timer = self._loop.call_later(CLOSE_TIMEOUT_S, self._abort, "no close from the server")
@@ -241,6 +265,7 @@ async def open_connection(
     open_timeout_s: float | None,
     ping_interval_s: float | None,
     ping_timeout_s: float | None,
+    stamping: bool = False,
 ) -> Connection:
     """Open a websocket connection (TLS verified for ``wss://``). Raises websockets'
     ``InvalidURI``, ``InvalidHandshake`` (``InvalidStatus`` for a refused handshake, e.g. a
@@ -255,6 +280,7 @@ async def open_connection(
     ws.send_request(request)
     loop = asyncio.get_running_loop()
     conn = Connection(ws, ping_interval_s, ping_timeout_s)
+    conn.stamping = stamping
     context = ssl.create_default_context() if uri.secure else None
     try:
         async with asyncio.timeout(open_timeout_s):

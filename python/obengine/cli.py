@@ -156,8 +156,10 @@ def _build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--frames-per-tick", type=_positive_int, default=10, metavar="N",
                      help="feed frames per advance (default: 10)")
     sim.set_defaults(handler=_sim)
-    # Later: record (raw frames with receive times), replay (a recording through the same
-    # protocol and core), serve (a recording behind the simulated websocket).
+
+    from obengine import _cli_record
+
+    _cli_record.register(commands, [verbosity])
     return parser
 
 

@@ -38,6 +38,7 @@ import asyncio
 import inspect
 import logging
 import time
+from dataclasses import dataclass
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from types import TracebackType
@@ -61,7 +62,7 @@ from obengine.protocol import (
     backoff,
 )
 
-__all__ = ["connect", "Feed", "BTCTURK_WS"]
+__all__ = ["connect", "Feed", "BTCTURK_WS", "Connected", "Disconnected", "ConnectFailed"]
 
 BTCTURK_WS = "wss://ws-feed-pro.btcturk.com"
 
@@ -71,6 +72,33 @@ TICK_S = 0.05       # while messages flow, the protocol's deadlines are checked 
 
 Item = Update | TradeEvent | TickerEvent | UserEvent
 OnUpdate = Callable[[Item], "Awaitable[None] | None"]
+OnMessage = Callable[[bytes, int, int], None]
+OnEvent = Callable[[object], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Connected:
+    """A connection opened (``connection``: 1 for the first, then counting reconnects)."""
+
+    url: str
+    connection: int
+
+
+@dataclass(frozen=True, slots=True)
+class Disconnected:
+    """A connection was dropped or lost (``reason`` as logged); a reconnect follows."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectFailed:
+    """A connection attempt failed (refused handshake, network error, timeout)."""
+
+    url: str
+    error: str
+    status: int | None
+    retry_in_s: float
 
 
 def connect(
@@ -82,6 +110,8 @@ def connect(
     *,
     rest_url: str | None = None,
     on_update: OnUpdate | None = None,
+    on_message: OnMessage | None = None,
+    on_event: OnEvent | None = None,
     ping_interval_s: float = 15.0,
     ping_timeout_s: float = 30.0,
     open_timeout_s: float = 10.0,
@@ -106,6 +136,14 @@ def connect(
             a refused login raises :class:`~obengine.AuthError` from the loop. User events
             (balance, order match, insert, delete, update) then come through the loop.
         on_update: a callback (plain or async) for :meth:`Feed.run`, instead of ``async for``.
+        on_message: called with every message received, ``(data, wall_ns, mono_ns)``: its
+            bytes as received and the times they were read from the socket (``time.time_ns()``
+            and ``time.monotonic_ns()``), in order, just before the protocol sees it. What the
+            recorder writes; an exception it raises comes out of the loop.
+        on_event: called with every event of the protocol (``Hello``, ``Subscribed``,
+            ``Synced``, ``Desynced``, ``SnapshotTimeout``, ``Malformed``, ``LoginResult``, and
+            the trade, ticker and user events) and of the connection (:class:`Connected`,
+            :class:`Disconnected`, :class:`ConnectFailed`), as they happen.
         ping_interval_s, ping_timeout_s: keepalive (see the module docstring).
         open_timeout_s: the opening handshake's timeout.
         silence_timeout_s: drop a connection on which nothing arrived for that long.
@@ -117,6 +155,7 @@ def connect(
     """
     return Feed(
         pairs, url, scales, channels, credentials, rest_url=rest_url, on_update=on_update,
+        on_message=on_message, on_event=on_event,
         ping_interval_s=ping_interval_s, ping_timeout_s=ping_timeout_s, open_timeout_s=open_timeout_s,
         silence_timeout_s=silence_timeout_s, snapshot_timeout_s=snapshot_timeout_s,
         reconnect_initial_s=reconnect_initial_s, reconnect_max_s=reconnect_max_s, compression=compression,
@@ -138,6 +177,8 @@ class Feed:
         *,
         rest_url: str | None,
         on_update: OnUpdate | None,
+        on_message: OnMessage | None = None,
+        on_event: OnEvent | None = None,
         ping_interval_s: float,
         ping_timeout_s: float,
         open_timeout_s: float,
@@ -158,6 +199,8 @@ class Feed:
             "https://api.btcturk.com" if url.rstrip("/") == BTCTURK_WS else None
         )
         self._on_update = on_update
+        self._on_message = on_message
+        self._on_event = on_event
         self._ping = (ping_interval_s, ping_timeout_s)
         self._open_timeout_s = open_timeout_s
         self._silence_s = silence_timeout_s
@@ -282,7 +325,11 @@ class Feed:
                 continue
             # The hot path: a message already received, straight to the protocol and back as
             # its update; nothing is awaited until the received messages run out.
-            data = conn.take()
+            if self._on_message is None:
+                data = conn.take()
+            else:
+                data, wall_ns, mono_ns = conn.take_stamped()
+                self._on_message(data, wall_ns, mono_ns)
             now = time.monotonic()
             update = proto.receive(data, now)
             if now >= self._tick_at:
@@ -338,6 +385,7 @@ class Feed:
             now = time.monotonic()
             if self._silence_s is not None and now - self._last_rx >= self._silence_s:
                 log.warning("nothing received for %.0f s: reconnecting", now - self._last_rx)
+                conn.reason = f"nothing received for {now - self._last_rx:.0f} s"
                 await self._drop(conn)
                 return
             self._tick(now)
@@ -356,6 +404,8 @@ class Feed:
 
     def _collect(self) -> None:
         for event in self.protocol.events_received():
+            if self._on_event is not None:
+                self._on_event(event)
             if isinstance(event, (Update, TradeEvent, TickerEvent, UserEvent)):
                 self._pending.append(event)
             elif isinstance(event, LoginResult):
@@ -370,6 +420,8 @@ class Feed:
 
     async def _drop(self, conn: Connection) -> None:
         self._conn = None
+        if self._on_event is not None:
+            self._on_event(Disconnected(conn.reason or "dropped"))
         self.protocol.disconnected(time.monotonic())
         await conn.close()
         if not self._closed:
@@ -382,7 +434,7 @@ class Feed:
         try:
             conn = await open_connection(
                 self.url, compression=self._compression, open_timeout_s=self._open_timeout_s,
-                ping_interval_s=interval, ping_timeout_s=timeout,
+                ping_interval_s=interval, ping_timeout_s=timeout, stamping=self._on_message is not None,
             )
         except InvalidURI:
             raise
@@ -392,12 +444,16 @@ class Feed:
                 self.refused_handshakes += 1
             delay = next(self._delays)
             log.warning("cannot connect to %s (%s): retrying in %.1f s", self.url, exc, delay)
+            if self._on_event is not None:
+                self._on_event(ConnectFailed(self.url, str(exc), status, delay))
             await asyncio.sleep(delay)
             return
         self._conn = conn
         self.connections += 1
         self._last_rx = time.monotonic()
         self._fresh = True
+        if self._on_event is not None:
+            self._on_event(Connected(self.url, self.connections))
         self.protocol.connected(self._last_rx)
         self._flush(conn)
         log.info("connected to %s; joining %d pairs", self.url, len(self.pairs))
