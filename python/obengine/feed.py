@@ -40,7 +40,7 @@ import logging
 import time
 from dataclasses import dataclass
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -212,6 +212,7 @@ class Feed:
         self._tick_at = 0.0
         self._delays: Iterator[float] = iter(())
         self._pending: deque[Item] = deque()
+        self._items: AsyncGenerator[Item, None] | None = None
         self._lock = asyncio.Lock()
         self._closed = False
         self._last_rx = 0.0
@@ -309,29 +310,43 @@ class Feed:
     # -- the loop -----------------------------------------------------------------------------
 
     def __aiter__(self) -> AsyncIterator[Item]:
-        return self
+        # One async generator per feed, resumed by every loop over it (a loop left with break
+        # and a new one continue where it stopped); a new one after an error ended the last.
+        items = self._items
+        if items is None or getattr(items, "ag_frame", None) is None:   # none yet, or finished
+            items = self._items = self._loop()
+        return items
 
     async def __anext__(self) -> Item:
+        return await self.__aiter__().__anext__()
+
+    async def _loop(self) -> AsyncGenerator[Item, None]:
+        # An async generator rather than a coroutine per item: its frame stays alive between
+        # items, so the hot path below costs no call set-up, and its locals stay loaded.
         pending = self._pending
         proto = self.protocol
+        receive = proto.receive
+        on_message = self._on_message
+        monotonic = time.monotonic
         while True:
             if pending:
-                return pending.popleft()
+                yield pending.popleft()
+                continue
             conn = self._conn
             if conn is None or not conn.messages:
                 if self._closed:
-                    raise StopAsyncIteration
+                    return
                 await self._step()                  # connect, wait for data, deadlines, silence
                 continue
             # The hot path: a message already received, straight to the protocol and back as
             # its update; nothing is awaited until the received messages run out.
-            if self._on_message is None:
+            if on_message is None:
                 data = conn.take()
             else:
                 data, wall_ns, mono_ns = conn.take_stamped()
-                self._on_message(data, wall_ns, mono_ns)
-            now = time.monotonic()
-            update = proto.receive(data, now)
+                on_message(data, wall_ns, mono_ns)
+            now = monotonic()
+            update = receive(data, now)
             if now >= self._tick_at:
                 self._tick(now)
             if proto._out:
@@ -339,9 +354,10 @@ class Feed:
             if proto._events:
                 self._collect()
             if update is not None:
-                if not pending:
-                    return update
-                pending.append(update)
+                if pending:
+                    pending.append(update)
+                else:
+                    yield update
 
     async def run(self, on_update: OnUpdate | None = None) -> None:
         """Call ``on_update`` (or the one given to :func:`connect`) for every item of the loop,
