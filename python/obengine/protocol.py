@@ -223,7 +223,7 @@ class PairState(enum.Enum):
     WAITING = "waiting"      # desynced or timed out; a re-join is scheduled
 
 
-@dataclass
+@dataclass(slots=True)
 class _Pair:
     name: str
     state: PairState = PairState.JOINING
