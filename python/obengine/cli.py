@@ -15,7 +15,12 @@ Subcommands:
   lines, keys that open only the simulator), logs one line per request on stderr, and stops
   cleanly (exit status 0) on Ctrl-C or SIGTERM.
 
-Exit status: 0 success, 1 a check failed, 2 bad usage. Results go to stdout; progress and
+- ``obengine record``: the live feed written byte for byte into a recording
+  (:mod:`obengine._cli_record`, exit codes in its ``--help``).
+- ``obengine serve``: a recording played back as an exchange-compatible websocket feed on
+  loopback (:mod:`obengine._cli_serve`).
+
+Exit status: 0 success, 1 a check failed, 2 bad usage (each command documents more). Results go to stdout; progress and
 diagnostics go to stderr through :mod:`logging` (``-v`` for more, ``-q`` for less).
 """
 from __future__ import annotations
@@ -157,9 +162,10 @@ def _build_parser() -> argparse.ArgumentParser:
                      help="feed frames per advance (default: 10)")
     sim.set_defaults(handler=_sim)
 
-    from obengine import _cli_record
+    from obengine import _cli_record, _cli_serve
 
     _cli_record.register(commands, [verbosity])
+    _cli_serve.register(commands, [verbosity])
     return parser
 
 

@@ -26,6 +26,7 @@ from typing import Any
 
 from obengine._core import Book
 from obengine.feed import BTCTURK_WS, ConnectFailed, Connected, Disconnected, Feed, connect
+from obengine.scales import DEFAULT_SCALES
 from obengine.protocol import Desynced, Malformed, SnapshotTimeout, Subscribed, Synced
 from obengine.record import Kind, Recording
 from obengine.record.keyframe import keyframes as keyframe_frames
@@ -179,7 +180,11 @@ class Recorder:
 
     def _header(self) -> dict[str, Any]:
         books = self.feed.books if self.feed is not None and self.feed._proto is not None else {}
-        scales = book_scales(books) if books else {p: list(s) for p, s in (self._scales or {}).items()}
+        # The scales the feed started with (given, else the bundled table's), then the books'
+        # own where they have them (a book's scales rise when a finer value comes).
+        start = self._scales or {p: DEFAULT_SCALES[p] for p in self.pairs if p in DEFAULT_SCALES}
+        scales = {p: list(s) for p, s in start.items()}
+        scales.update(book_scales(books) if books else {})
         return {
             "source": self.url, "pairs": list(self.pairs), "channels": list(self.channels),
             "scales": scales, "host": socket.gethostname(),

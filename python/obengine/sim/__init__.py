@@ -14,11 +14,16 @@ account. Nothing in it touches the internet.
   ``await sim.push(frames)``, ``sim.truth(pair)``), with its own fault knobs, :class:`WsFaults`
   (:mod:`obengine.sim.wsfaults`: CS gaps, stale, reordered, cut or bad frames, crossed books,
   stalls, aborts, refused handshakes and logins).
+- :class:`~obengine.sim.playback.Playback` (:mod:`obengine.sim.playback`, ``obengine serve``):
+  the same websocket server with a recording (``obengine record``) as its source instead of the
+  market: real data, at the recorded pace, faster, or as fast as the clients take it.
 
 The demo credentials (:data:`DEMO_PUBLIC_KEY`, :data:`DEMO_PRIVATE_KEY`,
 :data:`DEMO_KRAKEN_API_KEY`, :data:`DEMO_KRAKEN_SECRET`) open the simulator and nothing else.
 """
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from obengine.sim.faults import FaultKind, FaultRule, Faults
 from obengine.sim.http import (
@@ -32,6 +37,9 @@ from obengine.sim.http import (
 from obengine.sim.market import MarketError, SimMarket
 from obengine.sim.wsfaults import WsFaultKind, WsFaultRule, WsFaults
 
+if TYPE_CHECKING:
+    from obengine.sim.playback import Playback as Playback
+
 __all__ = [
     "DEMO_KRAKEN_API_KEY",
     "DEMO_KRAKEN_SECRET",
@@ -42,9 +50,20 @@ __all__ = [
     "FaultRule",
     "Faults",
     "MarketError",
+    "Playback",
     "SimExchange",
     "SimMarket",
     "WsFaultKind",
     "WsFaultRule",
     "WsFaults",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # The playback is a websocket server (websockets, zstandard): imported when first asked for,
+    # as the websocket side is.
+    if name == "Playback":
+        from obengine.sim.playback import Playback
+
+        return Playback
+    raise AttributeError(f"module 'obengine.sim' has no attribute {name!r}")

@@ -50,6 +50,12 @@ Moving the market: :meth:`SimWebsocket.push` (``await sim.push(frames=n)``) adva
 frames and delivers every 432 to the subscribers of its pair, in order; ``SimExchange(tick_s=..)``
 does the same on a timer.
 
+Sources: the market is one source of frames; :class:`obengine.sim.playback.Playback` (``obengine
+serve``) is this same server with a recording as its source. It overrides the two join hooks
+(:meth:`SimWebsocket._pair_of`: what a join follows; :meth:`SimWebsocket._start`: its first
+messages) and delivers the recorded frames itself, through the same subscriptions, queues,
+faults and keepalive; :meth:`SimWebsocket._wait_for_room` is its backpressure.
+
 Delivery and slow clients: each connection has one FIFO send queue and one task writing it, so
 what a connection receives is in order, and delivering never waits on a socket: one slow client
 never holds up the others. A client that does not read is *dropped* (its TCP connection aborted,
@@ -80,7 +86,7 @@ import logging
 import random
 import re
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from http import HTTPStatus
@@ -277,6 +283,8 @@ class _Conn:
         self.pings_sent = 0
         self.dead = False  # aborted, closing or gone: nothing more is queued
         self.balances: object = None  # the account's balances last reported (201)
+        self.drained: asyncio.Event | None = None  # set when the queue is down to drain_to
+        self.drain_to = 0
 
 
 class _Sub:
@@ -303,10 +311,14 @@ class _Sub:
 
 
 class _Batch:
-    """The frames of one delivery, with what a ``crossed`` fault needs, computed once a pair."""
+    """The frames of one delivery, with what a ``crossed`` fault needs, computed once a pair.
+    ``ask_prices(pair)``: the ask prices of the source's book of the pair now (after these
+    frames)."""
 
-    def __init__(self, market: SimMarket, frames: Sequence[bytes]) -> None:
-        self.market = market
+    def __init__(
+        self, ask_prices: Callable[[str], Iterable[Decimal]], frames: Sequence[bytes]
+    ) -> None:
+        self.ask_prices = ask_prices
         self.frames = frames
         self._top_ask: dict[str, str | None] = {}
 
@@ -315,8 +327,7 @@ class _Batch:
         highest ask of the market's book now and of every frame of the pair in the batch (an ask
         the client holds is still in the book, or a frame of the batch touched it)."""
         if pair not in self._top_ask:
-            _, asks = self.market.levels(pair)
-            prices = [p for p, _ in asks]
+            prices = list(self.ask_prices(pair))
             needle = f'"PS":"{pair}"'.encode()
             for frame in self.frames:
                 if needle in frame[:64]:
@@ -333,7 +344,8 @@ class SimWebsocket:
     on its own: ``await ws.start()`` ... ``await ws.stop()``.
 
     Args:
-        market: the market it serves (shared with the REST side).
+        market: the market it serves (shared with the REST side); ``None`` only for a subclass
+            that is its own source of frames (:class:`obengine.sim.playback.Playback`).
         host, port: where to listen (``port=0``: a free port, then :attr:`port`).
         api_keys: public key -> *decoded* private key bytes, for logins (default: the demo pair).
         faults: the rule set to obey (default: a new :class:`WsFaults`).
@@ -350,7 +362,7 @@ class SimWebsocket:
 
     def __init__(
         self,
-        market: SimMarket,
+        market: SimMarket | None,
         *,
         host: str = "127.0.0.1",
         port: int = 0,
@@ -384,7 +396,7 @@ class SimWebsocket:
             from obengine.sim.http import DEMO_PRIVATE_KEY, DEMO_PUBLIC_KEY
 
             api_keys = {DEMO_PUBLIC_KEY: base64.b64decode(DEMO_PRIVATE_KEY)}
-        self.market = market
+        self._market = market
         self.host = host
         self.port = port
         self.faults = WsFaults() if faults is None else faults
@@ -463,6 +475,17 @@ class SimWebsocket:
 
     # -- the market ----------------------------------------------------------------------------
 
+    @property
+    def market(self) -> SimMarket:
+        """The simulated market it serves."""
+        if self._market is None:
+            raise RuntimeError(f"{type(self).__name__} serves no simulated market")
+        return self._market
+
+    def _ask_prices(self, pair: str) -> list[Decimal]:
+        """The ask prices of the market's book of ``pair`` now (for a ``crossed`` fault)."""
+        return [price for price, _ in self.market.levels(pair)[1]]
+
     def truth(
         self, pair: str
     ) -> tuple[list[tuple[Decimal, Decimal]], list[tuple[Decimal, Decimal]]]:
@@ -492,7 +515,7 @@ class SimWebsocket:
         """Deliver frames the market has just produced (``market.advance``'s, in order): every 432
         to the live ``obdiff`` subscriptions of its pair (with their CS, faults applied), then the
         trades, tickers and balance updates the move made."""
-        batch = _Batch(self.market, frames)
+        batch = _Batch(self._ask_prices, frames)
         obdiff = self._subs.get("obdiff", {})
         touched: dict[str, None] = {}
         for frame in frames:
@@ -515,7 +538,8 @@ class SimWebsocket:
                     self._resync(sub)
                     continue
                 sub.market_cs = market_cs
-                self._send_diff(sub, frame, batch)
+                sub.cs = _wrap(sub.cs + 1)
+                self._send_diff(sub, _with_cs(frame, sub.cs), batch)
         self._after_move(touched)
 
     # -- information -----------------------------------------------------------------------
@@ -625,6 +649,8 @@ class SimWebsocket:
             conn.stall_timer.cancel()
             conn.stall_timer = None
         conn.gate.set()
+        if conn.drained is not None:
+            conn.drained.set()
         for task in (conn.sender, conn.ping_task):
             if task is not None:
                 task.cancel()
@@ -659,8 +685,23 @@ class SimWebsocket:
                 else:
                     self._abort(conn, "aborted (fault)")
                     return
+                if conn.drained is not None and conn.queue.qsize() <= conn.drain_to:
+                    conn.drained.set()
         except ConnectionClosed:
             pass
+
+    async def _wait_for_room(self, high: int, low: int) -> None:
+        """Backpressure for a source that plays as fast as the clients take it: return when no
+        open connection has ``high`` or more messages waiting, after waiting for each that has
+        to write its queue down to ``low``."""
+        for conn in list(self._conns.values()):
+            while not conn.dead and conn.queue.qsize() >= high:
+                conn.drain_to = low
+                conn.drained = asyncio.Event()
+                try:
+                    await conn.drained.wait()
+                finally:
+                    conn.drained = None
 
     def _begin_stall(self, conn: _Conn, seconds: float) -> None:
         loop = asyncio.get_running_loop()
@@ -807,19 +848,33 @@ class SimWebsocket:
         if key in conn.subs:
             self._answer(conn, False, f"join|{name}")
             return
-        pairs = self.market.pairs
-        if channel in ("obdiff", "orderbook", "trade"):
-            pair = event if event in pairs else None
-        elif channel == "ticker":
-            pair = event if event == "all" or event in pairs else None
-        else:
-            pair = None
+        pair = self._pair_of(channel, event)
         sub = _Sub(conn, channel, event, pair)
         conn.subs[key] = sub
         self._subs.setdefault(channel, {}).setdefault(event, {})[conn.id] = sub
         self._answer(conn, True, f"join|{name}")
         if pair is None:
             return  # ok, and then nothing
+        self._start(sub)
+
+    # The two hooks where a join meets the source of frames (the market here; a subclass such
+    # as obengine.sim.playback.Playback overrides them, and delivers its frames itself).
+
+    def _pair_of(self, channel: str, event: str) -> str | None:
+        """What a join of ``channel:event`` follows: a pair of the market (``"all"`` for every
+        pair's tickers), or ``None``: the join is answered ok and then gets nothing."""
+        pairs = self.market.pairs
+        if channel in ("obdiff", "orderbook", "trade"):
+            return event if event in pairs else None
+        if channel == "ticker":
+            return event if event == "all" or event in pairs else None
+        return None
+
+    def _start(self, sub: _Sub) -> None:
+        """A subscription just joined (its ``ok`` answer queued): queue its first messages, or
+        schedule them (a book channel's 431 after the join delay)."""
+        conn, channel, pair = sub.conn, sub.channel, sub.pair
+        assert pair is not None
         if channel in ("obdiff", "orderbook"):
             sub.cs = self._draw_base()
             loop = asyncio.get_running_loop()
@@ -933,12 +988,10 @@ class SimWebsocket:
 
     # -- book frames ---------------------------------------------------------------------------
 
-    def _send_diff(self, sub: _Sub, frame: bytes, batch: _Batch) -> None:
-        """Queue the market's 432 ``frame`` to ``sub`` with its next CS, faults applied."""
+    def _send_diff(self, sub: _Sub, data: bytes, batch: _Batch) -> None:
+        """Queue the 432 ``data`` (its CS already ``sub.cs``) to ``sub``, faults applied."""
         conn = sub.conn
         assert sub.pair is not None
-        sub.cs = _wrap(sub.cs + 1)
-        data = _with_cs(frame, sub.cs)
         rule = self.faults.take_frame(conn.id, sub.pair)
         if rule is None:
             self._put_diff(sub, data)
