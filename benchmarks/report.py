@@ -110,6 +110,9 @@ def report(filename: str, stat: str = DEFAULT_STAT, markdown: bool = False) -> s
         if workload.startswith("feed-"):
             out += _feed_table(workload, results, h, markdown)
             continue
+        if workload.startswith("record-"):
+            out += _record_table(workload, results, h, markdown)
+            continue
         floor, ob, best = floor_of(results), obengine_of(results), best_peer_of(results)
         per_read = workload == "w5b-top10-only"
         any_r = next(iter(results.values()))
@@ -216,6 +219,28 @@ def _feed_table(workload: str, results: dict[str, Any], h: str, markdown: bool) 
             _ratio(cpu / floor_cpu) if cpu and floor_cpu else "-",
         ])
     return lines + [table.render(), ""]
+
+
+def _record_table(workload: str, results: dict[str, Any], h: str, markdown: bool) -> list[str]:
+    """The recorder's writing per frame beside BookSet.apply on the same frames, and the bytes
+    the recording takes against the raw frames and gzip of timestamped lines."""
+    floor = next((r for r in results.values() if r.kind == "floor"), None)
+    rec = next((r for r in results.values() if r.kind == "obengine"), None)
+    any_r = next(iter(results.values()))
+    lines = [f"{h}{workload}: the recorder's own work on {any_r.frames:,} frames (Recording.add, zstd "
+             "blocks, written; no fsync) beside BookSet.apply on the same frames", ""]
+    table = Table(markdown, ["path", "us/frame", "x apply"], "lrr")
+    for r in sorted(results.values(), key=lambda r: r.seconds):
+        table.add([r.path, _num(r.seconds * 1e6 / r.frames, 2), _ratio(r.seconds / floor.seconds) if floor else "-"])
+    lines += [table.render(), ""]
+    if rec is not None and "disk_bytes" in rec.info:
+        i = rec.info
+        sizes = Table(markdown, ["bytes", "total", "per frame", "vs recording"], "lrrr")
+        for name, key in (("raw frames", "raw_bytes"), ("recording (zstd blocks)", "disk_bytes"),
+                          ("gzip -6 of timestamped lines", "gzip_lines_bytes")):
+            sizes.add([name, f"{i[key]:,}", _num(i[key] / i["frames"], 1), _ratio(i[key] / i["disk_bytes"])])
+        lines += [sizes.render(), ""]
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
