@@ -24,7 +24,7 @@ from obengine.record import Kind, ReadStats, Recording, RecordingError, read_seg
 from obengine.record.format import BLOCK_MAGIC, BlockHeader, pack_block_header
 
 BASE_WALL_NS = 1_796_238_900_000_000_000  # 2026-12-02T19:15:00Z
-HEADER = {"source": "wss://ws-feed-pro.btcturk.com", "pairs": ["BTCTRY"], "channels": ["obdiff"]}
+HEADER = {"source": "ws://127.0.0.1:9", "pairs": ["BTCTRY"], "channels": ["obdiff"]}
 KEYFRAMES = [
     b'[431,{"CS":7,"PS":"BTCTRY","AO":[],"BO":[],"channel":"obdiff","event":"BTCTRY","type":431}]',
     BLOCK_MAGIC * 3,

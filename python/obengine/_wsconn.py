@@ -21,7 +21,7 @@ import time
 from collections import deque
 
 from websockets.client import ClientProtocol
-from websockets.exceptions import InvalidState, InvalidURI
+from websockets.exceptions import InvalidState
 from websockets.extensions.permessage_deflate import enable_client_permessage_deflate
 from websockets.frames import Frame, Opcode
 from websockets.http11 import USER_AGENT, Response
@@ -300,10 +300,3 @@ async def open_connection(
     conn.start_keepalive()
     return conn
 
-
-def check_url(url: str) -> None:
-    """Raise ``InvalidURI`` for a URL that is not ``ws://`` or ``wss://``."""
-    parse_uri(url)
-
-
-__all__ += ["check_url", "InvalidURI"]

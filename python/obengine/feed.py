@@ -42,7 +42,6 @@ from dataclasses import dataclass
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from types import TracebackType
-from typing import Any
 
 from websockets.exceptions import InvalidHandshake, InvalidURI
 

@@ -29,6 +29,7 @@ from obengine.feed import BTCTURK_WS, ConnectFailed, Connected, Disconnected, Fe
 from obengine.scales import DEFAULT_SCALES
 from obengine.protocol import Desynced, Malformed, SnapshotTimeout, Subscribed, Synced
 from obengine.record import Kind, Recording
+from obengine.record.keyframe import decimal_text
 from obengine.record.keyframe import keyframes as keyframe_frames
 from obengine.record.keyframe import scales as book_scales
 
@@ -70,25 +71,22 @@ class Health:
 
 
 def _size(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    raise AssertionError
-
-
-def _price(units: int, scale: int) -> str:
-    sign = "-" if units < 0 else ""
-    digits = str(abs(units)).rjust(scale + 1, "0")
-    return sign + (digits[:-scale] + "." + digits[-scale:] if scale else digits)
+    if n < 1024:
+        return f"{n} B"
+    value = n / 1024
+    for unit in ("KiB", "MiB"):
+        if value < 1024:
+            return f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"
 
 
 def top_of_book(book: Book) -> tuple[str | None, str | None]:
     """Best bid and best ask as exact decimal prices (``None`` for an empty side)."""
     bid, ask = book.best_bid, book.best_ask
     return (
-        None if bid is None else _price(bid[0], book.price_scale),
-        None if ask is None else _price(ask[0], book.price_scale),
+        None if bid is None else decimal_text(bid[0], book.price_scale),
+        None if ask is None else decimal_text(ask[0], book.price_scale),
     )
 
 
@@ -172,14 +170,21 @@ class Recorder:
 
     # -- segments -------------------------------------------------------------------------------
 
-    def _synced_books(self) -> dict[str, Book]:
+    @property
+    def _open_feed(self) -> Feed | None:
+        """The feed once it is open (its books and states exist), else ``None``."""
         feed = self.feed
-        if feed is None or feed._proto is None:
+        return feed if feed is not None and feed._proto is not None else None
+
+    def _synced_books(self) -> dict[str, Book]:
+        feed = self._open_feed
+        if feed is None:
             return {}
         return {pair: book for pair, book in feed.books.items() if feed.synced(pair)}
 
     def _header(self) -> dict[str, Any]:
-        books = self.feed.books if self.feed is not None and self.feed._proto is not None else {}
+        feed = self._open_feed
+        books = feed.books if feed is not None else {}
         # The scales the feed started with (given, else the bundled table's), then the books'
         # own where they have them (a book's scales rise when a finer value comes).
         start = self._scales or {p: DEFAULT_SCALES[p] for p in self.pairs if p in DEFAULT_SCALES}
@@ -261,11 +266,11 @@ class Recorder:
         now = time.monotonic()
         rate = self.frames_per_s
         rec = self.recording
-        feed = self.feed
-        stats = feed.stats if feed is not None and feed._proto is not None else None
-        synced = sum(1 for p in self.pairs if feed is not None and feed._proto is not None and feed.synced(p))
+        feed = self._open_feed
+        stats = feed.stats if feed is not None else None
+        synced = sum(1 for p in self.pairs if feed.synced(p)) if feed is not None else 0
         top: dict[str, tuple[str | None, str | None]] = {}
-        if top_pairs and feed is not None and feed._proto is not None:
+        if top_pairs and feed is not None:
             for pair in self.pairs[:top_pairs]:
                 book = feed.books.get(pair)
                 if book is not None and feed.synced(pair):

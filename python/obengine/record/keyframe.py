@@ -50,7 +50,7 @@ def _units(text: str, scale: int) -> int:
     return int(whole + frac) * shift
 
 
-def _decimal(units: int, scale: int) -> str:
+def decimal_text(units: int, scale: int) -> str:
     """``units * 10**-scale`` written canonically."""
     digits = str(units)
     if scale == 0:
@@ -137,20 +137,20 @@ def snapshot_frames(book: Book) -> list[bytes]:
 
     # The helper level: exactly ps and scale decimal places, above int64 in amount units when
     # it must make the book wide, and at a price no level has, where it crosses nothing.
-    amount = _decimal(10 ** max(19, scale) + 1 if make_wide else 1, scale)
+    amount = decimal_text(10 ** max(19, scale) + 1 if make_wide else 1, scale)
     price_limit = _M_LIMIT if book.wide or make_wide else _INT64_MAX + 1
     top = max((_units(p, ps) for p, _ in every), default=0) + 1
     while ps and top % 10 == 0:
         top += 1
     if top < price_limit:
-        helper = (_decimal(top, ps), amount)
+        helper = (decimal_text(top, ps), amount)
         first = _full(_previous_cs(seq), pair, asks + [helper], bids)
         side = "AO"
     else:
         lowest = min((_units(p, ps) for p, _ in every), default=2)
         if lowest <= 1:
             raise ValueError(f"{pair}: no free price for a keyframe's helper level")
-        helper = (_decimal(1, ps), amount)
+        helper = (decimal_text(1, ps), amount)
         first = _full(_previous_cs(seq), pair, asks, bids + [helper])
         side = "BO"
     entry = f'{{"CP":3,"P":"{helper[0]}","A":"{helper[1]}"}}'

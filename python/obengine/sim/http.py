@@ -61,6 +61,7 @@ from urllib.parse import parse_qs, urlsplit
 import h11
 
 from obengine.auth import btcturk_signature, kraken_signature
+from obengine.sim._thread import in_thread as _in_thread
 from obengine.sim import _json
 from obengine.sim.faults import HTML_PAGE, FaultRule, Faults
 from obengine.sim.market import (
@@ -477,38 +478,8 @@ class SimExchange:
         """Run a :class:`SimExchange` (same arguments) on a background thread with its own event
         loop, for synchronous clients; stopped and joined on exit. The market is thread-safe:
         ``sim.market.advance()`` may be called from the caller's thread."""
-        sim = cls(*args, **kwargs)
-        ready = threading.Event()
-        failed: list[BaseException] = []
-        handles: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
-
-        async def main() -> None:
-            stop = asyncio.Event()
-            handles.append((asyncio.get_running_loop(), stop))
-            try:
-                await sim.start()
-            except BaseException as exc:  # reported to the caller's thread
-                failed.append(exc)
-                ready.set()
-                return
-            ready.set()
-            try:
-                await stop.wait()
-            finally:
-                await sim.stop()
-
-        thread = threading.Thread(target=asyncio.run, args=(main(),), name="obengine-sim", daemon=True)
-        thread.start()
-        ready.wait()
-        if failed:
-            thread.join()
-            raise failed[0]
-        try:
+        with _in_thread(cls(*args, **kwargs), "obengine-sim") as sim:
             yield sim
-        finally:
-            loop, stop = handles[0]
-            loop.call_soon_threadsafe(stop.set)
-            thread.join()
 
     async def _tick(self) -> None:
         """Advance the market every ``tick_s`` seconds (only when ``tick_s`` was given)."""

@@ -67,7 +67,6 @@ import json
 import logging
 import math
 import os
-import threading
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -87,6 +86,7 @@ from obengine.record import (
     snapshot_frame,
     snapshot_frames,
 )
+from obengine.sim._thread import in_thread as _in_thread
 from obengine.sim import _json
 from obengine.sim.ws import _HEAD, SimWebsocket, _Batch, _on_channel, _Sub
 from obengine.sim.wsfaults import WsFaults
@@ -591,38 +591,8 @@ class Playback(SimWebsocket):
     def in_thread(cls, *args: Any, **kwargs: Any) -> Iterator[Playback]:
         """Run a :class:`Playback` (same arguments) on a background thread with its own event
         loop, for synchronous clients; stopped and joined on exit."""
-        playback = cls(*args, **kwargs)
-        ready = threading.Event()
-        failed: list[BaseException] = []
-        handles: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
-
-        async def main() -> None:
-            stop = asyncio.Event()
-            handles.append((asyncio.get_running_loop(), stop))
-            try:
-                await playback.start()
-            except BaseException as exc:  # reported to the caller's thread
-                failed.append(exc)
-                ready.set()
-                return
-            ready.set()
-            try:
-                await stop.wait()
-            finally:
-                await playback.stop()
-
-        thread = threading.Thread(target=asyncio.run, args=(main(),), name="obengine-serve", daemon=True)
-        thread.start()
-        ready.wait()
-        if failed:
-            thread.join()
-            raise failed[0]
-        try:
+        with _in_thread(cls(*args, **kwargs), "obengine-serve") as playback:
             yield playback
-        finally:
-            loop, stop = handles[0]
-            loop.call_soon_threadsafe(stop.set)
-            thread.join()
 
     # -- the player ----------------------------------------------------------------------------
 
