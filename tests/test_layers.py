@@ -11,6 +11,7 @@ import pytest
 SANS_IO = [
     "obengine", "obengine._core", "obengine._restapi", "obengine.auth", "obengine.errors", "obengine.protocol",
     "obengine.record",   # the file layer: blocking file I/O, no network, no asyncio
+    "obengine.replay",   # files and a reading thread; processes and Dask live in obengine._parallel
 ]
 IO_MODULES = ["asyncio", "socket", "ssl", "httpx", "h11", "websockets", "selectors"]
 

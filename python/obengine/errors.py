@@ -6,6 +6,7 @@
      ├── FrameError(ValueError)          a malformed frame; the book is left unchanged
      ├── CredentialsError(ValueError)    credentials missing, malformed, or in a file others can read
      ├── RecordingError(OSError)         a recording file that cannot be created, written or read
+     ├── MissingExtraError(ImportError)  a feature's optional dependency is not installed
      └── ExchangeError                   the exchange (or the way to it) answered with an error
           ├── AuthError                  401: the exchange refused the signature, key or nonce
           ├── RateLimited                429: too many requests; retry_after_s says when to retry
@@ -28,6 +29,7 @@ __all__ = [
     "FrameError",
     "CredentialsError",
     "RecordingError",
+    "MissingExtraError",
     "ExchangeError",
     "AuthError",
     "RateLimited",
@@ -109,6 +111,15 @@ class RecordingError(ObengineError, OSError):
         # OSError would format "[Errno n] strerror: filename" from the attributes set above;
         # the message already says all of it, in words.
         return self.message
+
+
+class MissingExtraError(ObengineError, ImportError):
+    """A feature needs an optional dependency that is not installed; the message names the
+    extra that brings it (``pip install 'obengine[parquet]'``)."""
+
+    def __init__(self, feature: str, extra: str, module: str) -> None:
+        super().__init__(f"{feature} needs {module}: pip install 'obengine[{extra}]'", name=module)
+        self.extra = extra
 
 
 class ExchangeError(ObengineError):

@@ -95,6 +95,25 @@ cdef enum:
     ST_GAP = 3
     ST_CROSSED = 4
 
+cdef enum:
+    TALLY_KEYFRAMES = 5         # Book._tally: after the ST_ codes
+    TALLY_SYNCS = 6
+    TALLY_SIZE = 7
+
+# A recording's records (docs/recording.md): u32 length | u8 kind | i64 wall_ns | i64 mono_ns,
+# little-endian, then the payload.
+cdef enum:
+    RECORD_HEAD = 21
+    RECORD_FRAME = 1
+    RECORD_KEYFRAME = 2
+    RECORD_EVENT = 3
+
+cdef inline uint32_t _le32(const unsigned char* p) noexcept:
+    return <uint32_t>p[0] | (<uint32_t>p[1] << 8) | (<uint32_t>p[2] << 16) | (<uint32_t>p[3] << 24)
+
+cdef inline uint64_t _le64(const unsigned char* p) noexcept:
+    return <uint64_t>_le32(p) | (<uint64_t>_le32(p + 4) << 32)
+
 cdef tuple _STATUS = tuple(Status)
 cdef object _IGNORED = Status.IGNORED
 cdef tuple _NOT_A_BOOK_FRAME = (None, Status.IGNORED)
@@ -287,6 +306,7 @@ cdef class Book:
     cdef object _ask_array      # numpy arrays over those rows, made on the first read
     cdef object _bid_array
     cdef _Wide _wide            # None while narrow; the levels and scales of a wide book
+    cdef int64_t _tally[TALLY_SIZE]   # what BookSet.apply_block did to this book, by ST_ code and TALLY_ index
 
     def __init__(self, str pair, int price_scale, int amount_scale):
         cdef int side
@@ -705,8 +725,7 @@ cdef class BookSet:
     cdef object _apply(self, const unsigned char* buf, Py_ssize_t size):
         cdef Parsed* ps = &_PARSED
         cdef Book book
-        cdef uint64_t parses
-        cdef const PairSlot* slot
+        cdef bint new = False
         if parse_frame(ps, buf, size, &self._index, NULL):
             raise _frame_error(ps, None)
         if ps.type != 431 and ps.type != 432:
@@ -714,10 +733,24 @@ cdef class BookSet:
         if ps.book != NULL:             # the reader looked the pair up as soon as it had read it
             book = <Book>ps.book
             return book._results[book._commit(ps)]
+        book = self._route(ps, buf, size, &new)
+        status = book._commit(ps)       # raises before a new book is kept
+        if new:
+            self._add(book)
+        return book._results[status]
+
+    cdef Book _route(self, Parsed* ps, const unsigned char* buf, Py_ssize_t size, bint* new):
+        """The book of the book frame just parsed into ps: the one indexed for its pair, else a
+        new one (then *new is set: keep it with _add once its first commit has succeeded). ps
+        still holds the frame on return."""
+        cdef const PairSlot* slot
+        cdef uint64_t parses
+        cdef Book book
+        if ps.book != NULL:
+            return <Book>ps.book
         slot = index_find(&self._index, ps.pair, ps.pair_len)
         if slot != NULL:
-            book = <Book>slot.book
-            return book._results[book._commit(ps)]
+            return <Book>slot.book
         parses = ps.parses
         pair = PyUnicode_DecodeUTF8(<const char*>ps.pair, ps.pair_len, NULL)
         price_scale, amount_scale = self._scales.get(pair, (0, 0))
@@ -730,11 +763,101 @@ cdef class BookSet:
             parse_frame(ps, buf, size, NULL, NULL)
             slot = index_find(&self._index, ps.pair, ps.pair_len)
             if slot != NULL:
-                book = <Book>slot.book
-                return book._results[book._commit(ps)]
-        status = book._commit(ps)       # raises before the book is kept
-        self._add(book)
-        return book._results[status]
+                return <Book>slot.book
+        new[0] = True
+        return book
+
+    def apply_block(self, data, Py_ssize_t start=0, until_ns=None):
+        """Apply the FRAME and KEYFRAME records of a recording's block, in order, in one call.
+
+        ``data`` is a block's decompressed records, back to back (``docs/recording.md``:
+        ``u32 length | u8 kind | i64 wall_ns | i64 mono_ns | payload``); reading starts at byte
+        ``start`` (a record's offset); HEADER and EVENT records are passed over. Each FRAME and
+        KEYFRAME payload is applied exactly as ``apply`` would. Stops at the end of ``data``, or
+        before the first FRAME or KEYFRAME record whose ``wall_ns`` is later than ``until_ns``.
+
+        Returns ``(end, ignored, errors)``: ``end``, the offset where it stopped (``len(data)``
+        when it went through); ``ignored``, frames that were not book frames; ``errors``, a list
+        of ``(offset, FrameError)`` for malformed frames, which changed no book (the replay
+        goes on). Counts what it did per book, read with ``tallies()``.
+
+        Raises ValueError if the records do not tile ``data`` (nothing after that record is
+        applied; the reader checks the framing of every block it yields, so a block from
+        ``obengine.record.iter_blocks`` never raises it).
+        """
+        cdef Py_buffer view
+        cdef const unsigned char* buf
+        cdef const unsigned char* rec
+        cdef Py_ssize_t size, pos, length
+        cdef int64_t wall
+        cdef int64_t until = INT64_MAX if until_ns is None else until_ns
+        cdef int kind, status
+        cdef Parsed* ps = &_PARSED
+        cdef Book book
+        cdef bint new, was_synced, snapshot
+        cdef Py_ssize_t ignored = 0
+        cdef list errors = []
+        PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+        try:
+            buf = <const unsigned char*>view.buf
+            size = view.len
+            if start < 0 or start > size:
+                raise ValueError(f"start {start} is outside the block's {size} bytes")
+            pos = start
+            while pos < size:
+                if size - pos < RECORD_HEAD:
+                    raise ValueError(f"a record header cut at byte {pos} of {size}")
+                rec = buf + pos
+                length = <Py_ssize_t>_le32(rec)
+                kind = rec[4]
+                if length > size - pos - RECORD_HEAD:
+                    raise ValueError(f"the record at byte {pos} runs past the block's {size} bytes")
+                if kind == RECORD_FRAME or kind == RECORD_KEYFRAME:
+                    wall = <int64_t>_le64(rec + 5)
+                    if wall > until:
+                        break
+                    rec += RECORD_HEAD
+                    if parse_frame(ps, rec, length, &self._index, NULL):
+                        errors.append((pos, _frame_error(ps, None)))
+                    elif ps.type != 431 and ps.type != 432:
+                        ignored += 1
+                    else:
+                        new = False
+                        book = self._route(ps, rec, length, &new)
+                        was_synced = book._synced
+                        snapshot = ps.type == 431
+                        try:
+                            status = book._commit(ps)
+                        except _FrameError as e:
+                            errors.append((pos, e))
+                        else:
+                            if new:
+                                self._add(book)
+                            if kind == RECORD_KEYFRAME:
+                                book._tally[TALLY_KEYFRAMES] += 1
+                            else:
+                                book._tally[status] += 1
+                                if snapshot and not was_synced and status == ST_APPLIED:
+                                    book._tally[TALLY_SYNCS] += 1
+                elif kind > RECORD_EVENT:
+                    raise ValueError(f"unknown record kind {kind} at byte {pos}")
+                pos += RECORD_HEAD + length
+            return pos, ignored, errors
+        finally:
+            PyBuffer_Release(&view)
+
+    def tallies(self):
+        """What ``apply_block`` did, per pair: ``{pair: (applied, stale, gaps, crossed,
+        keyframes, syncs)}``. ``applied``, ``stale``, ``gaps`` and ``crossed`` count FRAME
+        records by status; ``keyframes`` counts KEYFRAME records applied; ``syncs`` counts the
+        FRAME 431s that brought a book that was not synced (never, or since a gap or a crossed
+        book) back in sync. Frames given to ``apply`` are not counted."""
+        cdef Book book
+        out = {}
+        for pair, book in self._books.items():
+            t = book._tally
+            out[pair] = (t[ST_APPLIED], t[ST_STALE], t[ST_GAP], t[ST_CROSSED], t[TALLY_KEYFRAMES], t[TALLY_SYNCS])
+        return out
 
     cdef int _add(self, Book book) except -1:
         """Keep a new book and index it. The index borrows the book from the dict, so a pair is
@@ -781,6 +904,40 @@ cdef class BookSet:
 
     def __repr__(self):
         return f"<BookSet {len(self._books)} books>"
+
+
+def record_offsets(data, Py_ssize_t count):
+    """Where each of the ``count`` records of a recording block's decompressed ``data`` starts
+    (``docs/recording.md``), in one pass over the length prefixes: what
+    ``obengine.record.format.record_offsets`` does, here so that reading a block costs no
+    Python per record.
+
+    Raises ValueError: the records do not tile ``data`` exactly (a header cut short, a length
+    running past the end, another count) or a kind is unknown.
+    """
+    cdef Py_buffer view
+    cdef const unsigned char* buf
+    cdef Py_ssize_t size, pos = 0, n = 0
+    cdef list out = []
+    PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+    try:
+        buf = <const unsigned char*>view.buf
+        size = view.len
+        while pos < size:
+            if size - pos < RECORD_HEAD:
+                raise ValueError(f"a record header cut at byte {pos} of {size}")
+            if buf[pos + 4] > RECORD_EVENT:
+                raise ValueError(f"unknown record kind {buf[pos + 4]} at byte {pos}")
+            out.append(pos)
+            n += 1
+            pos += RECORD_HEAD + <Py_ssize_t>_le32(buf + pos)
+        if pos != size:
+            raise ValueError(f"the last record runs {pos - size} bytes past the block's data")
+        if n != count:
+            raise ValueError(f"{n} records, the block header says {count}")
+        return out
+    finally:
+        PyBuffer_Release(&view)
 
 
 import collections.abc

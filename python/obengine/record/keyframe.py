@@ -82,17 +82,19 @@ def _full(cs: int, pair: str, asks: list[Level], bids: list[Level]) -> bytes:
     )
 
 
-def _levels(book: Book) -> tuple[int, str, int, int, list[Level], list[Level]] | None:
+def _levels(
+    book: Book, require_synced: bool = True
+) -> tuple[int, str, int, int, list[Level], list[Level]] | None:
     snap = book.snapshot()
     seq = snap["seq"]
-    if seq is None or not snap["synced"]:
+    if seq is None or (require_synced and not snap["synced"]):
         return None
     bids = [(_canonical(p), _canonical(a)) for p, a in snap["bids"]]
     asks = [(_canonical(p), _canonical(a)) for p, a in snap["asks"]]
     return seq, snap["pair"], snap["price_scale"], snap["amount_scale"], asks, bids
 
 
-def snapshot_frame(book: Book) -> bytes | None:
+def snapshot_frame(book: Book, *, require_synced: bool = True) -> bytes | None:
     """A 431 of ``book``'s levels (exact decimal strings, canonical as the exchange writes
     them) with ``CS = book.seq``: what a fresh subscription would have sent for this book.
 
@@ -100,28 +102,31 @@ def snapshot_frame(book: Book) -> bytes | None:
     decimal places carry them (see the module docstring; :func:`snapshot_frames` rebuilds
     everything). ``None`` for a book that is not synced (never synced, or after a gap or a
     crossed book): a 431 always leaves a book synced, so no 431 describes such a book, and
-    its levels are not a state the exchange vouches for.
+    its levels are not a state the exchange vouches for. With ``require_synced=False``, ``None``
+    only for a book that never synced.
     """
-    got = _levels(book)
+    got = _levels(book, require_synced)
     if got is None:
         return None
     seq, pair, _, _, asks, bids = got
     return _full(seq, pair, asks, bids)
 
 
-def snapshot_frames(book: Book) -> list[bytes]:
+def snapshot_frames(book: Book, *, require_synced: bool = True) -> list[bytes]:
     """The frames that make a fresh book (of any scales up to ``book``'s) equal to ``book``:
     the same levels, ``seq``, ``price_scale``, ``amount_scale`` and ``wide``, synced, with no
     anomaly. One 431 (as :func:`snapshot_frame`) when its levels carry the scales and the
     width; else a 431 with a helper level and CS ``seq - 1``, then a 432 with CS ``seq`` that
-    deletes it (module docstring). Empty for a book that is not synced.
+    deletes it (module docstring). Empty for a book that is not synced, or with
+    ``require_synced=False`` only for one that never synced (the frames then describe its levels
+    as if it were synced: a parallel replay moves books between processes that way).
 
     Raises:
         ValueError: no price is free for the helper level (a narrow book whose highest price is
             int64's largest unit and whose lowest bid is one unit): not a book the exchange
             can produce.
     """
-    got = _levels(book)
+    got = _levels(book, require_synced)
     if got is None:
         return []
     seq, pair, ps, scale, asks, bids = got
@@ -158,6 +163,13 @@ def snapshot_frames(book: Book) -> list[bytes]:
         432, seq, pair, [entry] if side == "AO" else [], [entry] if side == "BO" else []
     )
     return [first, second]
+
+
+def gap_frame(pair: str, seq: int) -> bytes:
+    """An empty 432 two past ``seq``: to a book at ``seq`` a gap, which leaves its levels and
+    ``seq`` as they are and marks it unsynced (``docs/rules.md``)."""
+    cs = seq + 2 if seq + 2 <= _INT64_MAX else seq + 2 - 2**32
+    return _book_frame(432, cs, pair, [], [])
 
 
 def _previous_cs(seq: int) -> int:
