@@ -7,7 +7,10 @@ Subcommands:
   :class:`obengine.BookSet`, prints the top levels of a few books as exact decimals, checks every
   book against the simulator's truth (exit status 1 on any difference), and prints throughput of
   the engine against ``json.loads`` alone (and ``orjson.loads`` when it is installed) on the
-  same frames.
+  same frames. Then, for ``--live-seconds`` (3 s; 0 skips it), the live part
+  (:mod:`obengine._demo`): the simulated exchange in-process on loopback, the live client
+  recording it with a top-of-book view, a dropped and a malformed frame injected, the recording
+  replayed and its books checked against the live ones, exactly.
 - ``obengine sim``: the simulated exchange's REST side (:class:`obengine.sim.SimExchange`) on
   loopback: BtcTurk's REST API (public and signed), its graph host's ``/v1/ohlcs`` and Kraken's
   websocket-token endpoint on one port, over a seeded simulated market that moves by itself. It
@@ -17,6 +20,8 @@ Subcommands:
 
 - ``obengine record``: the live feed written byte for byte into a recording
   (:mod:`obengine._cli_record`, exit codes in its ``--help``).
+- ``obengine replay``: a recording's books rebuilt, summed up per pair, exported (Parquet,
+  hftbacktest) or plotted (:mod:`obengine._cli_replay`).
 - ``obengine serve``: a recording played back as an exchange-compatible websocket feed on
   loopback (:mod:`obengine._cli_serve`).
 
@@ -106,12 +111,18 @@ def _build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo",
         parents=[verbosity],
-        help="simulate a feed, keep its books, check them and measure throughput",
+        help="simulate a feed, keep its books, check them and measure throughput; then record "
+             "the simulated exchange live, replay the recording and check it",
         description=(
             "Run a seeded simulated BtcTurk obdiff feed through obengine.BookSet (no network, "
             "no account): print the top levels of a few books, check every book against the "
             "simulator's truth (exit status 1 on a difference), and compare throughput with "
-            "json.loads (and orjson, when installed) on the same frames."
+            "json.loads (and orjson, when installed) on the same frames. Then the live part "
+            "(--live-seconds, 0 skips it): start the simulated exchange (obengine sim) "
+            "in-process on loopback, connect the live client and record it with a live "
+            "top-of-book view, inject a dropped and a malformed frame, wait until every book "
+            "equals the simulator's truth, replay the recording and check that the replayed "
+            "books equal the live ones exactly (exit status 1 on any difference)."
         ),
     )
     demo.add_argument("--pairs", type=_positive_int, default=22, metavar="N",
@@ -130,6 +141,15 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--repeat", type=_positive_int, default=3, metavar="N",
                       help="time each path N times on the same frames, keep the best "
                            "(default: 3)")
+    demo.add_argument("--live-seconds", type=_non_negative_seconds, default=3.0, metavar="S",
+                      help="then the live part: the simulated exchange on loopback, recorded "
+                           "for S seconds with a live top-of-book view, replayed and checked "
+                           "(default: 3; 0 skips it)")
+    demo.add_argument("--live-pairs", type=_positive_int, default=4, metavar="N",
+                      help="pairs of the live part (default: 4)")
+    demo.add_argument("--out", default=None, metavar="DIR",
+                      help="keep the live part's recording in DIR, a new directory (default: "
+                           "a temporary directory, removed at the end)")
     demo.set_defaults(handler=_demo)
 
     sim = commands.add_parser(
@@ -162,9 +182,10 @@ def _build_parser() -> argparse.ArgumentParser:
                      help="feed frames per advance (default: 10)")
     sim.set_defaults(handler=_sim)
 
-    from obengine import _cli_record, _cli_serve
+    from obengine import _cli_record, _cli_replay, _cli_serve
 
     _cli_record.register(commands, [verbosity])
+    _cli_replay.register(commands, [verbosity])
     _cli_serve.register(commands, [verbosity])
     return parser
 
@@ -305,6 +326,19 @@ def _truth_mismatch(book: Any, sim: Any, pair: str) -> str | None:
     return None
 
 
+def _non_negative_seconds(text: str) -> float:
+    """An argparse type: a finite number of seconds >= 0 (a duration, not a price)."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds >= 0, not {text!r}")
+    return value
+
+
 def _loop(func: Callable[[bytes], object], frames: Iterable[bytes]) -> Callable[[], None]:
     def run() -> None:
         for frame in frames:
@@ -431,7 +465,14 @@ def _demo(args: argparse.Namespace) -> int:
         f"  obengine parses and applies in {engine_ns / floor_ns:.2f}x the time "
         f"{floor_name.split()[0]} takes only to parse"
     )
-    return 0
+
+    # 5. live: the simulated exchange on loopback, recorded, replayed and checked
+    if not args.live_seconds:
+        log.debug("--live-seconds 0: no live part")
+        return 0
+    from obengine import _demo as live
+
+    return live.run(args.live_pairs, args.live_seconds, args.seed, args.out, args.repeat)
 
 
 # -- sim -----------------------------------------------------------------------------------
