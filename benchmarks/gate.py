@@ -52,6 +52,18 @@ def _report_feed(timings: dict[str, dict[str, Any]]) -> None:
         if peer is not None:
             line += f"    peer ({peer.path}) / feed = {wall(peer) / wall(ob):5.1f}x (target >= 2)"
         print(line + "   [reported, not gated]")
+    for workload, results in timings.items():
+        if not workload.startswith("replay-"):
+            continue
+        floor = next((r for r in results.values() if r.kind == "floor"), None)
+        ob = next((r for r in results.values() if r.kind == "obengine"), None)
+        two = results.get("replay-workers-2")
+        if floor is None or ob is None:
+            continue
+        line = f"  {workload}  replay rate / apply rate = {floor.seconds / ob.seconds:5.2f} (target >= 0.75)"
+        if two is not None:
+            line += f"    two workers / one pass = {ob.seconds / two.seconds:4.2f}x"
+        print(line + "   [reported, not gated]")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -51,10 +51,13 @@ from obengine.record.reader import Block, ReadStats, iter_blocks, segment_paths
 
 __all__ = [
     "PairSummary",
+    "Paths",
     "Replay",
     "Update",
     "books",
     "replay",
+    "segment_books",
+    "segment_files",
     "updates",
 ]
 
@@ -140,10 +143,10 @@ class Replay:
 # -- the header, the books -----------------------------------------------------------------------
 
 
-def _as_list(paths: Paths) -> list[str | os.PathLike[str]]:
-    if isinstance(paths, (str, os.PathLike)):
-        return [paths]
-    return list(paths)
+def segment_files(paths: Paths) -> list[Path]:
+    """The segment files ``paths`` names (one path or many: files, directories, glob patterns),
+    in recording order (:func:`obengine.record.segment_paths`)."""
+    return segment_paths([paths] if isinstance(paths, (str, os.PathLike)) else list(paths))
 
 
 def _header_scales(block: Block) -> dict[str, tuple[int, int]]:
@@ -159,7 +162,9 @@ def _header_scales(block: Block) -> dict[str, tuple[int, int]]:
         return {}
 
 
-def _new_books(block: Block) -> BookSet:
+def segment_books(block: Block) -> BookSet:
+    """A book set for a replay that starts at this block (a segment's first): with the scales
+    of the segment's HEADER, so each book goes through the same rescales as the recorder's."""
     try:
         return BookSet(_header_scales(block))
     except ValueError as e:            # a scale a BookSet cannot be given (above 18): inferred
@@ -192,10 +197,10 @@ def updates(paths: Paths, *, stats: ReadStats | None = None) -> Iterator[Update]
     stats = stats if stats is not None else ReadStats()
     bookset: BookSet | None = None
     unpack = _record_head
-    for path in segment_paths(_as_list(paths)):
+    for path in segment_files(paths):
         for block in iter_blocks(path, stats=stats):
             if bookset is None:
-                bookset = _new_books(block)
+                bookset = segment_books(block)
             apply = bookset.apply
             data = block.data
             view = memoryview(data)
@@ -279,7 +284,7 @@ def _replay_blocks(
     done = 0
     for path, block in blocks:
         if bookset is None:
-            bookset = _new_books(block)
+            bookset = segment_books(block)
         end, ignored, errors = bookset.apply_block(block.data, 0, at_ns)
         result.ignored += ignored
         for offset, error in errors:
@@ -346,7 +351,7 @@ def replay(
         RecordingError: a path matches no file, or a file is not a recording.
         ValueError: ``at_ns`` together with parallel replay.
     """
-    files = segment_paths(_as_list(paths))
+    files = segment_files(paths)
     total = sum(p.stat().st_size for p in files)
     began = time.perf_counter()
     if workers > 1 or scheduler is not None:

@@ -21,7 +21,7 @@ import glob
 import logging
 import os
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -167,9 +167,10 @@ def iter_blocks(path: str | os.PathLike[str], *, stats: ReadStats | None = None)
         size = os.fstat(f.fileno()).st_size
         stats.segments += 1
         decompressor = zstandard.ZstdDecompressor()
+        window = _Window(f, name)
         pos = 0
         while pos < size:
-            head = _read_header(f, name, pos)
+            head = _read_header(f, name, pos, window.read)
             if len(head) < BLOCK_HEADER_SIZE and _HEADER_START.startswith(head[: len(_HEADER_START)]):
                 _truncated(stats, name, pos, size, "a block header cut short")
                 return
@@ -193,7 +194,7 @@ def iter_blocks(path: str | os.PathLike[str], *, stats: ReadStats | None = None)
             if end > size:
                 _truncated(stats, name, pos, size, "a block's zstd frame cut short")
                 return
-            frame = _pread(f, name, pos + BLOCK_HEADER_SIZE, header.compressed_size)
+            frame = window.read(pos + BLOCK_HEADER_SIZE, header.compressed_size)
             try:
                 data, offsets = _decode(decompressor, header, frame)
             except ValueError as e:
@@ -209,9 +210,9 @@ def iter_blocks(path: str | os.PathLike[str], *, stats: ReadStats | None = None)
 
 
 def _decode(
-    decompressor: zstandard.ZstdDecompressor, header: BlockHeader, frame: bytes
+    decompressor: zstandard.ZstdDecompressor, header: BlockHeader, frame: bytes | memoryview
 ) -> tuple[bytes, list[int]]:
-    if zlib.crc32(frame) != header.data_crc32:
+    if _crc32(frame) != header.data_crc32:
         raise ValueError("CRC-32 mismatch in the compressed data")
     try:
         data = decompressor.decompress(frame, max_output_size=header.decompressed_size)
@@ -222,6 +223,46 @@ def _decode(
             f"decompressed to {len(data)} bytes, the header says {header.decompressed_size}"
         )
     return data, record_offsets(data, header.record_count)
+
+
+_WINDOW = 8 << 20
+_CRC_PIECE = 4096
+
+
+class _Window:
+    """Reads of one file served from a window read ``_WINDOW`` bytes at a time (or a block's
+    size, if larger): one read call per window, not two per block.
+
+    Why it matters: every call that releases the GIL (a read, a large CRC, a decompression)
+    must win it back afterwards, and while another thread is busy in Python or in the core
+    (a replay applying the blocks this reader feeds it) that takes up to the interpreter's
+    switch interval, 5 ms. Fewer releases per block keep a reading thread ahead of the thread
+    that applies the blocks."""
+
+    def __init__(self, f: BinaryIO, name: str) -> None:
+        self.f = f
+        self.name = name
+        self.start = 0
+        self.data = memoryview(b"")
+
+    def read(self, offset: int, n: int) -> memoryview:
+        """``n`` bytes at ``offset`` (fewer at the end of the file), without copying."""
+        if offset < self.start or offset + n > self.start + len(self.data):
+            self.data = memoryview(_pread(self.f, self.name, offset, max(n, _WINDOW)))
+            self.start = offset
+        i = offset - self.start
+        return self.data[i : i + n]
+
+
+def _crc32(data: bytes | memoryview) -> int:
+    """``zlib.crc32(data)``, computed in pieces small enough that zlib keeps the GIL (it
+    releases it for more than 5 KiB): the CRC of a block costs microseconds, and holding the
+    GIL through it saves the reading thread a wait to win it back (see ``_Window``)."""
+    crc = 0
+    view = memoryview(data)
+    for i in range(0, len(view), _CRC_PIECE):
+        crc = zlib.crc32(view[i : i + _CRC_PIECE], crc)
+    return crc
 
 
 def _pread(f: BinaryIO, name: str, offset: int, n: int) -> bytes:
@@ -237,14 +278,17 @@ def _pread(f: BinaryIO, name: str, offset: int, n: int) -> bytes:
         ) from e
 
 
-def _read_header(f: BinaryIO, name: str, pos: int) -> bytes:
+def _read_header(
+    f: BinaryIO, name: str, pos: int, read: Callable[[int, int], bytes | memoryview] | None = None
+) -> bytes:
     """The block header at ``pos``: 52 bytes, or as many as its size field says when that is
     another size (a header of another version, which must be read whole to check its CRC)."""
-    head = _pread(f, name, pos, BLOCK_HEADER_SIZE)
+    get = read if read is not None else (lambda offset, n: _pread(f, name, offset, n))
+    head = bytes(get(pos, BLOCK_HEADER_SIZE))
     if len(head) >= 8 and head.startswith(BLOCK_MAGIC):
         payload = int.from_bytes(head[4:8], "little")
         if payload != BLOCK_HEADER_SIZE - 8 and 12 <= payload <= _MAX_PAYLOAD_SIZE:
-            head = _pread(f, name, pos, 8 + payload)
+            head = bytes(get(pos, 8 + payload))
     return head
 
 
@@ -283,7 +327,7 @@ def _scan(f: BinaryIO, name: str, start: int, size: int) -> tuple[int, bool]:
                     tail = at
                 continue
             frame = _pread(f, name, at + BLOCK_HEADER_SIZE, header.compressed_size)
-            if zlib.crc32(frame) == header.data_crc32:
+            if _crc32(frame) == header.data_crc32:
                 return at, saw
         pos += _SCAN_CHUNK
     return (tail if tail is not None else size), saw
