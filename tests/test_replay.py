@@ -411,3 +411,32 @@ def test_the_command_s_exit_codes(recorded: Recorded, tmp_path: Path) -> None:
     assert obengine("replay", str(recorded.path), "--at", "1", "--workers", "2").returncode == 2
     help_text = obengine("replay", "--help").stdout
     assert "exit status" in help_text and "--scheduler" in help_text
+
+
+def test_the_command_exports_parquet_hftbacktest_and_a_plot(recorded: Recorded, tmp_path: Path) -> None:
+    pq = pytest.importorskip("pyarrow.parquet")
+    pytest.importorskip("matplotlib")
+    from obengine import export
+
+    out = obengine("replay", str(recorded.path), "--export", "parquet", "--out", str(tmp_path / "pq"),
+                   "--depth", "3", "--every", "100", "--plot", str(tmp_path / "books.png"), "--workers", "2")
+    assert out.returncode == 0, out.stderr
+    expected = export.to_parquet(recorded.path, tmp_path / "direct", depth=3, every_ms=100)
+    assert sorted(p.name for p in (tmp_path / "pq").iterdir()) == sorted(p.name for p in expected)
+    for path in expected:
+        assert pq.read_table(tmp_path / "pq" / path.name).equals(pq.read_table(path)), path.name
+    assert (tmp_path / "books.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    out = obengine("replay", str(recorded.path), "--export", "hftbacktest", "--out", str(tmp_path / "hbt"))
+    assert out.returncode == 0, out.stderr
+    assert sorted(p.stem for p in (tmp_path / "hbt").glob("*.npz")) == sorted(recorded.live)
+
+
+def test_the_command_exits_5_naming_the_extra_when_pyarrow_is_missing(
+    recorded: Recorded, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from obengine import cli
+
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    code = cli.main(["replay", str(recorded.path), "--export", "parquet", "--out", str(tmp_path / "pq")])
+    assert code == 5
+    assert "pip install 'obengine[parquet]'" in capsys.readouterr().err

@@ -155,7 +155,8 @@ def _exports(args: argparse.Namespace) -> int:
             log.info("wrote %d hftbacktest file(s) into %s", len(files), args.out)
         if args.plot is not None:
             with _progress("plot") as progress:
-                export.plot(args.paths, args.plot, depth=args.depth, every_ms=args.every, progress=progress)
+                export.plot(args.paths, args.plot, depth=args.depth, every_ms=args.every, progress=progress,
+                            **parallel)
             log.info("wrote %s", args.plot)
     except MissingExtraError as e:
         log.error("obengine replay: %s", e)
