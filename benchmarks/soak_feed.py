@@ -12,9 +12,15 @@ back with the next cycle's 431.
 The client counts frames, gaps, malformed frames, resyncs and reconnects, checks every pair's
 book against the cycle's truth at the end, and prints its RSS at 10%, 50% and 100% of the run.
 Exit status 1 when memory grew by more than ``--max-growth-mib`` between the 10% and 100% marks,
-or when a book is wrong at the end. Usage::
+or when a book is wrong at the end.
 
-    python benchmarks/soak_feed.py [--frames 1000000] [--max-growth-mib 8]
+With ``--record``, the client is ``obengine record``'s recorder (``Recorder``: the same feed, each
+frame also written into zstd segments that rotate every ``--rotate-mib``, each starting with the
+keyframes of 380 books), so the RSS marks are the recorder's over many rotations; at the end the
+recording is replayed with ``obengine.replay`` and every replayed book must equal the live one.
+Usage::
+
+    python benchmarks/soak_feed.py [--frames 1000000] [--max-growth-mib 8] [--record [--rotate-mib 32]]
 """
 from __future__ import annotations
 
@@ -23,8 +29,10 @@ import asyncio
 import logging
 import os
 import random
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from decimal import Decimal
 
@@ -54,6 +62,7 @@ class Cycle:
 async def serve(seed: int) -> None:
     from websockets.asyncio.server import ServerConnection
     from websockets.asyncio.server import serve as ws_serve
+    from websockets.exceptions import ConnectionClosed
 
     cycle = Cycle(seed)
     snapshots, diffs = cycle.snapshots, cycle.diffs
@@ -81,6 +90,8 @@ async def serve(seed: int) -> None:
                     if roll < 0.0015:
                         await ws.send(frame)                  # twice: stale
             await ws.close()                                  # the client reconnects
+        except ConnectionClosed:
+            pass                                              # the client left: the run is over
         finally:
             reader.cancel()
 
@@ -122,11 +133,48 @@ async def soak(url: str, frames: int, cycle: Cycle) -> tuple[object, list[tuple[
         return feed, rss, wrong
 
 
+async def soak_recorder(
+    url: str, frames: int, cycle: Cycle, out: str, rotate_mib: int
+) -> tuple[object, list[tuple[int, float]], list[str], object]:
+    """:func:`soak` with the recorder as the client, polling its feed's counters. Returns the
+    feed, the RSS marks, the wrong pairs and the recorder."""
+    from obengine.recorder import Recorder
+
+    marks = [frames // 10, frames // 2, frames]
+    rss: list[tuple[int, float]] = []
+    recorder = Recorder(
+        cycle.pairs, out, url=url, scales=cycle.scales, rotate_bytes=rotate_mib << 20, fsync=False,
+        health_s=3600.0, feed_options={"reconnect_initial_s": 0.05, "reconnect_max_s": 0.2},
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(recorder.run(stop=stop))
+    while marks:
+        await asyncio.sleep(0.02)
+        if task.done():
+            task.result()                   # raises what ended the recorder
+        feed = recorder.feed
+        if feed is None or feed._proto is None:
+            continue
+        n = feed.stats.frames
+        while marks and n >= marks[0]:
+            rss.append((n, rss_mib()))
+            marks.pop(0)
+    stop.set()
+    await task
+    # The books stopped at an arbitrary frame, where the cycle's truth is not known: what must
+    # hold is that the recording replays to exactly these books (main() checks it).
+    live = {p: feed.books[p].snapshot() for p in feed.books}
+    return feed, rss, [], (recorder, live)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description="soak the live feed on loopback with faults; print RSS")
     ap.add_argument("--frames", type=int, default=1_000_000)
     ap.add_argument("--max-growth-mib", type=float, default=8.0)
     ap.add_argument("--seed", type=int, default=5)
+    ap.add_argument("--record", action="store_true",
+                    help="soak obengine record's recorder, then replay its recording and compare")
+    ap.add_argument("--rotate-mib", type=int, default=32, help="segment size with --record (default 32)")
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve:
@@ -139,11 +187,31 @@ def main() -> int:
         assert server.stdout is not None
         port = int(server.stdout.readline())
         started = time.perf_counter()
-        feed, rss, wrong = asyncio.run(soak(f"ws://127.0.0.1:{port}", args.frames, cycle))
+        url = f"ws://127.0.0.1:{port}"
+        if args.record:
+            out = tempfile.mkdtemp(prefix="obengine-soak-")
+            feed, rss, wrong, (recorder, live) = asyncio.run(soak_recorder(url, args.frames, cycle, out, args.rotate_mib))
+        else:
+            feed, rss, wrong = asyncio.run(soak(url, args.frames, cycle))
         seconds = time.perf_counter() - started
     finally:
         server.terminate()
         server.wait(10)
+    replay_ok = True
+    if args.record:
+        from obengine import replay
+
+        try:
+            result = replay.replay(out)
+            differ = [p for p in live if p not in result.books or result.books[p].snapshot() != live[p]]
+            disk = sum(os.path.getsize(os.path.join(out, f)) for f in os.listdir(out))
+            print(f"record: {recorder.frames:,} frames into {result.stats.segments} segments, {disk / 2**20:,.1f} MiB; "
+                  f"replayed in {result.seconds:.1f} s ({result.frames / result.seconds:,.0f} book frames/s): "
+                  f"{len(live) - len(differ)} of {len(live)} books equal to the live ones"
+                  + (f"; differ: {', '.join(differ[:10])}" if differ else ""))
+            replay_ok = bool(live) and not differ and result.stats.corrupt_blocks == 0 and result.stats.segments >= 2
+        finally:
+            shutil.rmtree(out, ignore_errors=True)
     stats = feed.stats  # type: ignore[attr-defined]
     print(f"soak: {stats.frames:,} frames in {seconds:.1f} s ({stats.frames / seconds:,.0f} a second), "
           f"{stats.gaps} gaps, {stats.malformed} malformed, {stats.stale} stale, {stats.resyncs} re-joins, "
@@ -154,12 +222,13 @@ def main() -> int:
     ok = growth <= args.max_growth_mib
     print(f"  growth from the 10% mark to the end: {growth:+.1f} MiB (limit {args.max_growth_mib} MiB): "
           f"{'flat' if ok else 'GROWING'}")
-    print(f"  books at the end: {len(cycle.pairs) - len(wrong)} of {len(cycle.pairs)} synced and equal to the truth"
-          + (f"; wrong: {', '.join(wrong[:10])}" if wrong else ""))
+    if not args.record:
+        print(f"  books at the end: {len(cycle.pairs) - len(wrong)} of {len(cycle.pairs)} synced and equal to the truth"
+              + (f"; wrong: {', '.join(wrong[:10])}" if wrong else ""))
     faults_seen = stats.gaps + stats.malformed > 0 and stats.reconnects > 0
     if not faults_seen:
         print("  the run saw no gap, malformed frame or reconnect: the soak did not test recovery")
-    return 0 if ok and faults_seen and not wrong else 1
+    return 0 if ok and faults_seen and not wrong and replay_ok else 1
 
 
 if __name__ == "__main__":

@@ -413,6 +413,7 @@ def test_the_command_s_exit_codes(recorded: Recorded, tmp_path: Path) -> None:
     assert "exit status" in help_text and "--scheduler" in help_text
 
 
+@pytest.mark.no_sanitizer
 def test_the_command_exports_parquet_hftbacktest_and_a_plot(recorded: Recorded, tmp_path: Path) -> None:
     pq = pytest.importorskip("pyarrow.parquet")
     pytest.importorskip("matplotlib")
