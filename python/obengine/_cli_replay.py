@@ -30,7 +30,7 @@ arrays hftbacktest loads, or a plot. Segments are independent: --workers N (loca
 EPILOG = """\
 examples:
   obengine replay rec/                          summary of every segment in rec/
-  obengine replay 'rec/*2026-12-01*.obr' --at 2026-12-01T12:00:00Z --top 5
+  obengine replay 'rec/*-20261201T*.obr' --at 2026-12-01T12:00:00Z --top 5
   obengine replay rec/ --export parquet --out depth/ --depth 10 --every 1000
   obengine replay rec/ --export hftbacktest --out hbt/
   obengine replay rec/ --plot books.png --workers 2
