@@ -214,6 +214,7 @@ def test_a_book_is_initialized_once() -> None:
     assert bs["XYZTRY"].best_ask == (10050, 2000)
 
 
+@pytest.mark.no_sanitizer  # the stubs against the module's signatures: nothing for ASan to check
 def test_the_stubs_match_the_built_module() -> None:
     root = Path(__file__).resolve().parent.parent
     result = subprocess.run(

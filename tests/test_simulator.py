@@ -326,6 +326,7 @@ def test_a_batch_that_touches_a_price_twice_sends_one_entry_for_it() -> None:
             assert [Decimal(e["P"]) for e in payload[key]] == sorted(changed, reverse=key == "BO")
 
 
+@pytest.mark.no_sanitizer  # the simulator's statistics: no core code to check
 def test_a_top_insert_on_a_full_side_comes_with_a_cp3_at_the_far_edge() -> None:
     sim = FeedSimulator(["BTCTRY"], seed=5, anomalies=False)
     sim.frames(1)
@@ -397,6 +398,7 @@ def test_levels_are_exact_decimals_best_first_and_never_crossed() -> None:
 # -- fine amounts --------------------------------------------------------------------------
 
 
+@pytest.mark.no_sanitizer  # the simulator's statistics: no core code to check
 def test_fine_amounts_come_on_btctry_and_a_seeded_minority_of_pairs_that_can_hold_them() -> None:
     sim = FeedSimulator.many(380, seed=0)
     fine = sim.fine_amount_pairs
@@ -413,6 +415,7 @@ def test_fine_amounts_come_on_btctry_and_a_seeded_minority_of_pairs_that_can_hol
     assert {places(amount) for amount in amounts if places(amount) > 11} == {12}
 
 
+@pytest.mark.no_sanitizer  # the simulator's statistics: no core code to check
 def test_fine_amounts_are_a_few_per_mille_of_new_amounts_with_9_to_12_places() -> None:
     sim = FeedSimulator(["BTCTRY", "USDTTRY", "ETHTRY"], seed=3)
     assert sim.fine_amount_pairs == ("BTCTRY",)
@@ -454,6 +457,7 @@ def test_the_engine_rescales_for_fine_amounts_and_still_equals_the_truth(profile
     assert rescaled >= 2
 
 
+@pytest.mark.no_sanitizer  # the simulator's statistics: no core code to check
 def test_every_amount_of_a_fine_pair_fits_int64_units_at_scale_12() -> None:
     sim = FeedSimulator.many(380, seed=5)
     frames = sim.frames(4000)
@@ -801,6 +805,7 @@ def change_counts(frames: Iterable[bytes]) -> tuple[list[int], Counter[int]]:
     return sizes, kinds
 
 
+@pytest.mark.no_sanitizer  # the simulator's statistics: no core code to check
 def test_typical_frames_are_mostly_small_updates_with_occasional_big_ones() -> None:
     sim = FeedSimulator(seed=23)
     sizes, kinds = change_counts(sim.frames(20_000))
@@ -813,6 +818,7 @@ def test_typical_frames_are_mostly_small_updates_with_occasional_big_ones() -> N
     assert kinds[1] > 0 and kinds[3] > 0
 
 
+@pytest.mark.no_sanitizer  # the simulator's statistics: no core code to check
 def test_typical_updates_are_near_the_top_of_the_book() -> None:
     # in the usual small frames (a big batch changes most of the top, each level once, and
     # goes deeper)
