@@ -120,6 +120,12 @@ def test_a_recording_replays_to_exactly_the_books_the_live_client_held_through_f
     asyncio.run(main())
 
 
+async def _first_block(out: Path, truth: Truth) -> None:
+    """Until a segment in ``out`` holds its first block (moving the market meanwhile)."""
+    while not any(p.stat().st_size > 0 for p in out.glob("*.obr")):
+        await truth.push(1, 0.02)
+
+
 def _record_command(url: str, out: Path, *extra: str) -> list[str]:
     return [
         sys.executable, "-m", "obengine", "record", "--pairs", ",".join(PAIRS), "--url", url,
@@ -136,7 +142,10 @@ def test_a_recorder_killed_at_random_moments_leaves_only_books_the_market_really
             for run in range(3):
                 out = tmp_path / f"run{run}"
                 proc = await asyncio.create_subprocess_exec(*_record_command(sim.ws_url, out, "-q"))
-                # Let it connect and sync, then keep the market moving until a random moment.
+                # Wait (a hang guard, not a timing) until it has written its first segment's
+                # start: a process start can take seconds on a loaded machine or under the
+                # sanitizer build. Then let it sync, and move the market until a random moment.
+                await asyncio.wait_for(_first_block(out, truth), GUARD_S)
                 await truth.push(rng.randint(60, 200), 0.01)
                 if run == 1:
                     sim.ws_faults.add("drop", pair="BTCTRY")
@@ -160,6 +169,7 @@ def test_sigterm_flushes_everything_and_exits_0(tmp_path: Path) -> None:
             proc = await asyncio.create_subprocess_exec(
                 *_record_command(sim.ws_url, tmp_path, "--block", "1h"), stderr=subprocess.PIPE,
             )
+            await asyncio.wait_for(_first_block(tmp_path, truth), GUARD_S)   # the process is up
             await truth.push(150, 0.01)
             proc.send_signal(signal.SIGTERM)
             _, err = await asyncio.wait_for(proc.communicate(), GUARD_S)

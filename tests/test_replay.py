@@ -441,3 +441,23 @@ def test_the_command_exits_5_naming_the_extra_when_pyarrow_is_missing(
     code = cli.main(["replay", str(recorded.path), "--export", "parquet", "--out", str(tmp_path / "pq")])
     assert code == 5
     assert "pip install 'obengine[parquet]'" in capsys.readouterr().err
+
+
+def test_malformed_frames_are_all_counted_and_only_the_first_ones_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    sim = FeedSimulator.many(2, seed=3)
+    frames = list(sim.frames(100))
+    frames[50:50] = [CUT] * (rp.WARN_LIMIT + 5)
+    with Recording(tmp_path, fsync=False) as recording:
+        for i, frame in enumerate(frames):
+            recording.add(Kind.FRAME, WALL0 + i, i, frame)
+    with caplog.at_level("WARNING", logger="obengine.replay"):
+        result = rp.replay(tmp_path)
+    logged = [r for r in caplog.records if "the frame ends early" in r.getMessage()]
+    assert result.errors == rp.WARN_LIMIT + 5 and result.pairs["BTCTRY"].errors == rp.WARN_LIMIT + 5
+    assert len(logged) == rp.WARN_LIMIT and "counted, not logged" in logged[-1].getMessage()
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="obengine.replay"):
+        assert sum(1 for _ in rp.updates(tmp_path)) == sum(1 for f in frames if f != CUT)
+    assert len([r for r in caplog.records if "the frame ends early" in r.getMessage()]) == rp.WARN_LIMIT

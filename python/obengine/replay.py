@@ -172,12 +172,21 @@ def segment_books(block: Block) -> BookSet:
         return BookSet()
 
 
-def _frame_error(path: Path, block: Block, offset: int, error: FrameError, counts: Replay | None) -> None:
-    log.warning("%s: block at byte %d, record at byte %d: %s", path, block.offset, offset, error)
-    if counts is not None:
-        counts.errors += 1
-        if error.pair is not None:
-            counts.pairs.setdefault(error.pair, PairSummary()).errors += 1
+#: Malformed frames logged one by one per replay; the rest are counted (``Replay.errors``).
+WARN_LIMIT = 20
+
+
+def _frame_error(path: Path, block: Block, offset: int, error: FrameError, seen: int) -> None:
+    """Log the ``seen``-th malformed frame of a replay, if it is among the first WARN_LIMIT."""
+    if seen <= WARN_LIMIT:
+        more = " (further malformed frames are counted, not logged)" if seen == WARN_LIMIT else ""
+        log.warning("%s: block at byte %d, record at byte %d: %s%s", path, block.offset, offset, error, more)
+
+
+def _count_error(result: Replay, error: FrameError) -> None:
+    result.errors += 1
+    if error.pair is not None:
+        result.pairs.setdefault(error.pair, PairSummary()).errors += 1
 
 
 # -- updates: one frame at a time ----------------------------------------------------------------
@@ -197,6 +206,7 @@ def updates(paths: Paths, *, stats: ReadStats | None = None) -> Iterator[Update]
     stats = stats if stats is not None else ReadStats()
     bookset: BookSet | None = None
     unpack = _record_head
+    malformed = 0
     for path in segment_files(paths):
         for block in iter_blocks(path, stats=stats):
             if bookset is None:
@@ -213,7 +223,8 @@ def updates(paths: Paths, *, stats: ReadStats | None = None) -> Iterator[Update]
                 try:
                     pair, status = apply(view[start : start + size])
                 except FrameError as e:
-                    _frame_error(path, block, offset, e, None)
+                    malformed += 1
+                    _frame_error(path, block, offset, e, malformed)
                     continue
                 if pair is not None:
                     yield Update(wall_ns, pair, bookset[pair], status)
@@ -234,8 +245,11 @@ _DONE = object()
 
 
 def _prefetch(paths: list[Path], stats: ReadStats, depth: int = 8) -> Iterator[tuple[Path, Block]]:
-    """``iter_blocks`` over every path, read and decompressed on a second thread (zstd releases
-    the GIL) ``depth`` blocks ahead of the caller. Errors are raised in the caller."""
+    """``iter_blocks`` over every path, read and decompressed on a second thread ``depth``
+    blocks ahead of the caller: decompression and reads release the GIL, and the reader keeps
+    the number of releases per block low (``obengine.record.reader._Window``), since each
+    costs the thread a wait to win the GIL back from the one applying blocks. Errors are
+    raised in the caller."""
     q: queue.Queue[Any] = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
@@ -288,7 +302,8 @@ def _replay_blocks(
         end, ignored, errors = bookset.apply_block(block.data, 0, at_ns)
         result.ignored += ignored
         for offset, error in errors:
-            _frame_error(path, block, offset, error, result)
+            _count_error(result, error)
+            _frame_error(path, block, offset, error, result.errors)
         if progress is not None:
             done += BLOCK_HEADER_SIZE + block.header.compressed_size
             progress(done)
