@@ -29,6 +29,9 @@ from obengine.sim import (
     SimExchange,
 )
 
+# The REST side runs no native code of obengine's: nothing for the sanitizer build to check.
+pytestmark = pytest.mark.no_sanitizer
+
 FAST = Policy(retries=2, backoff_s=0.01, max_wait_s=5.0)
 PAIR = "BTCTRY"
 
