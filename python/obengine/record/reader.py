@@ -212,32 +212,35 @@ def iter_blocks(path: str | os.PathLike[str], *, stats: ReadStats | None = None)
 def _decode(
     decompressor: zstandard.ZstdDecompressor, header: BlockHeader, frame: bytes | memoryview
 ) -> tuple[bytes, list[int]]:
-    if _crc32(frame) != header.data_crc32:
-        raise ValueError("CRC-32 mismatch in the compressed data")
+    """The frame's records and where each starts. zstd checks the frame as it decodes it (its
+    structure, and its content checksum, which every block has), so an intact block costs no
+    second pass over its bytes; the block's own CRC-32 of the frame is checked when zstd
+    refuses it, to say whether the frame's bytes were damaged, and by ``_scan``, which must
+    tell a real block from bytes that look like one before decoding anything."""
     try:
         data = decompressor.decompress(frame, max_output_size=header.decompressed_size)
     except zstandard.ZstdError as e:
-        raise ValueError(f"zstd: {e}") from e
+        raise ValueError(_frame_damage(header, frame, f"zstd: {e}")) from e
     if len(data) != header.decompressed_size:
-        raise ValueError(
-            f"decompressed to {len(data)} bytes, the header says {header.decompressed_size}"
-        )
+        raise ValueError(_frame_damage(
+            header, frame,
+            f"decompressed to {len(data)} bytes, the header says {header.decompressed_size}"))
     return data, record_offsets(data, header.record_count)
 
 
+def _frame_damage(header: BlockHeader, frame: bytes | memoryview, reason: str) -> str:
+    if zlib.crc32(frame) != header.data_crc32:
+        return f"CRC-32 mismatch in the compressed data ({reason})"
+    return reason
+
+
 _WINDOW = 8 << 20
-_CRC_PIECE = 4096
 
 
 class _Window:
     """Reads of one file served from a window read ``_WINDOW`` bytes at a time (or a block's
-    size, if larger): one read call per window, not two per block.
-
-    Why it matters: every call that releases the GIL (a read, a large CRC, a decompression)
-    must win it back afterwards, and while another thread is busy in Python or in the core
-    (a replay applying the blocks this reader feeds it) that takes up to the interpreter's
-    switch interval, 5 ms. Fewer releases per block keep a reading thread ahead of the thread
-    that applies the blocks."""
+    size, if larger): one read call per window, not two per block (each read also releases the
+    GIL, which a replay's reading thread must then win back from the thread applying blocks)."""
 
     def __init__(self, f: BinaryIO, name: str) -> None:
         self.f = f
@@ -252,17 +255,6 @@ class _Window:
             self.start = offset
         i = offset - self.start
         return self.data[i : i + n]
-
-
-def _crc32(data: bytes | memoryview) -> int:
-    """``zlib.crc32(data)``, computed in pieces small enough that zlib keeps the GIL (it
-    releases it for more than 5 KiB): the CRC of a block costs microseconds, and holding the
-    GIL through it saves the reading thread a wait to win it back (see ``_Window``)."""
-    crc = 0
-    view = memoryview(data)
-    for i in range(0, len(view), _CRC_PIECE):
-        crc = zlib.crc32(view[i : i + _CRC_PIECE], crc)
-    return crc
 
 
 def _pread(f: BinaryIO, name: str, offset: int, n: int) -> bytes:
@@ -327,7 +319,7 @@ def _scan(f: BinaryIO, name: str, start: int, size: int) -> tuple[int, bool]:
                     tail = at
                 continue
             frame = _pread(f, name, at + BLOCK_HEADER_SIZE, header.compressed_size)
-            if _crc32(frame) == header.data_crc32:
+            if zlib.crc32(frame) == header.data_crc32:
                 return at, saw
         pos += _SCAN_CHUNK
     return (tail if tail is not None else size), saw
