@@ -605,3 +605,59 @@ def test_native_bookset_matches_the_model_on_simulated_100_level_streams(profile
         ]
         assert list(book.levels()) == as_units
         assert book.anomalies == sim.anomalies(pair) and book.synced
+
+
+def _as_bytes(frame: Any) -> bytes:
+    return frame.encode("utf-8") if isinstance(frame, str) else bytes(frame)
+
+
+def _tally_outcome(before: dict[str, tuple[int, ...]], after: dict[str, tuple[int, ...]]) -> Any:
+    """The ``(pair, Status)`` of the one FRAME record an ``apply_block`` call applied, from
+    what it added to the set's tallies (applied, stale, gaps, crossed)."""
+    statuses = (Status.APPLIED, Status.STALE, Status.GAP, Status.CROSSED)
+    changed = [(pair, statuses[k]) for pair, counts in after.items()
+               for k in range(4) if counts[k] != before.get(pair, (0,) * 6)[k]]
+    assert len(changed) == 1, changed
+    return changed[0]
+
+
+@SETTINGS
+@given(st.data())
+def test_apply_block_matches_the_model_record_by_record_and_as_one_block(data: st.DataObject) -> None:
+    """``BookSet.apply_block`` (the path that applies frames without the GIL, and hands new
+    pairs, growth, wide values and errors to Python) against the model on the same faulty
+    streams: fed one record at a time, the same outcome and books after every frame; fed the
+    whole stream as one block, the same books, errors, ignored frames and tallies at the end."""
+    from obengine.record.format import encode_record
+
+    pairs = data.draw(st.lists(st.sampled_from(["BTCTRY", "ETHTRY", "XRPTRY", "SHIBTRY"]),
+                               min_size=2, unique=True), label="pairs")
+    _markets, line = data.draw(streams(tuple(pairs)), label="stream")
+    frames = [_as_bytes(f) for f in line]
+    ref, one, whole = RefBookSet(), obengine.BookSet(), obengine.BookSet()
+    expected_errors, expected_ignored = 0, 0
+    counts: dict[str, list[int]] = {}
+    for i, frame in enumerate(frames):
+        expected = outcome(ref, frame)
+        before = one.tallies()
+        end, ignored, errors = one.apply_block(encode_record(1, 0, 0, frame))
+        if errors:
+            got: Any = "FrameError"
+        elif ignored:
+            got = (None, Status.IGNORED)
+        else:
+            got = _tally_outcome(before, one.tallies())
+        assert got == expected, f"frame {i}: {describe(frame)}: apply_block {got!r}, ref {expected!r}"
+        assert set_state(one) == set_state(ref), f"after frame {i}: {describe(frame)}"
+        if expected == "FrameError":
+            expected_errors += 1
+        elif expected[0] is None:
+            expected_ignored += 1
+        else:
+            k = (Status.APPLIED, Status.STALE, Status.GAP, Status.CROSSED).index(expected[1])
+            counts.setdefault(expected[0], [0] * 4)[k] += 1
+    block = b"".join(encode_record(1, i, i, f) for i, f in enumerate(frames))
+    end, ignored, errors = whole.apply_block(block)
+    assert end == len(block) and ignored == expected_ignored and len(errors) == expected_errors
+    assert set_state(whole) == set_state(ref)
+    assert {p: list(t[:4]) for p, t in whole.tallies().items()} == {p: counts.get(p, [0] * 4) for p in ref}

@@ -319,6 +319,125 @@ def test_a_finalizer_applying_the_same_new_pair_during_apply_block_leaves_one_bo
     assert books["NEW"].asks.tolist() == [[10, 2]]
 
 
+def test_apply_block_hands_growth_rescales_wide_values_new_pairs_and_errors_to_python() -> None:
+    """Every frame apply_block cannot apply without the GIL, mid-block between frames it can:
+    a 431 with more levels than a new book has rows, 432s that outgrow them again, a 432 with
+    more decimal places (a rescale), one with a value int64 cannot hold (the book turns wide),
+    a new pair, a malformed frame. The books, errors and tallies equal ``apply``'s, frame by
+    frame, and the model's."""
+    from helpers import f431, f432, set_state
+    from reference import RefBookSet
+
+    asks = [(str(2_000_000 + 10 * i), "1.5") for i in range(300)]
+    bids = [(str(1_999_990 - 10 * i), "2") for i in range(300)]
+    frames = [
+        f432(1, [("2000000", "1", 1)]),                          # before any 431: a gap, a new book
+        f431(10, asks, bids),                                     # 300 levels a side: more rows
+        f432(11, [(str(2_000_005 + 10 * i), "0.5", 0) for i in range(200)]),   # 500 asks
+        f431(12, asks[:5], bids[:5], pair="ETHTRY"),              # a new pair mid-block
+        f432(11, [("2000000", "7", 1)]),                          # stale
+        f432(12, [("2000000", "0.123456789", 1)]),                # 9 places: a rescale
+        '[432,{"CS":13,"PS":"BTCTRY","AO":[{"CP":1,"P":"1',         # cut
+        f432(13, [], [("1999990", "123456789012.5", 1)]),         # beyond int64 at 9 places: wide
+        f432(14, [("2000010", "3", 1)]),                          # a wide book's next 432
+        f432(13, [("2000000", "1", 1)], pair="ETHTRY"),           # back to a narrow book
+        f432(20, [("2000000", "1", 1)], pair="ETHTRY"),           # a gap
+    ]
+    frames_b = [f.encode() for f in frames]
+    ref, one = RefBookSet(), BookSet()
+    for f in frames_b:
+        try:
+            ref.apply(f)
+        except FrameError:
+            pass
+        try:
+            one.apply(f)
+        except FrameError:
+            pass
+    whole = BookSet()
+    block = b"".join(encode_record(Kind.FRAME, WALL0 + i, i, f) for i, f in enumerate(frames_b))
+    end, ignored, errors = whole.apply_block(block)
+    assert end == len(block) and ignored == 0
+    (offset, error), = errors
+    assert block[offset + RECORD_HEADER_SIZE:].startswith(frames_b[6]) and error.pair == "BTCTRY"
+    assert set_state(whole) == set_state(one) == set_state(ref)
+    assert whole["BTCTRY"].wide and not whole["ETHTRY"].wide
+    assert len(whole["BTCTRY"].asks) == 500 and whole["BTCTRY"].price_scale == 0
+    # applied, stale, gaps, crossed, keyframes, syncs
+    assert whole.tallies() == {"BTCTRY": (5, 1, 1, 0, 0, 1), "ETHTRY": (2, 0, 1, 0, 0, 1)}
+
+
+def test_apply_block_lets_other_threads_run_and_refuses_them_its_books_meanwhile() -> None:
+    """While apply_block applies frames without the GIL, another thread runs; what it may not
+    do then, it is refused with RuntimeError (never a crash, never a book changed under the
+    block); once apply_block has returned, it may again. A thread that never saw the set busy
+    would mean the GIL was never released: the test fails then, after many rounds."""
+    import threading
+    import time
+
+    sim = FeedSimulator.many(20, seed=4)
+    frames = sim.frames(3000)
+    block = b"".join(encode_record(Kind.FRAME, WALL0 + i, i, f) for i, f in enumerate(frames))
+    books = BookSet(sim.scales)
+    books.apply_block(block)                        # every pair has its book
+    pair = sorted(books)[0]
+    book = books[pair]
+    hello = b'[991,{"c":0,"type":991}]'
+    stale = f'[432,{{"CS":{book.seq},"PS":"{pair}","AO":[],"BO":[],"type":432}}]'.encode()   # changes nothing
+    attempts = {
+        "BookSet.apply": lambda: books.apply(hello),
+        "BookSet.apply_block": lambda: books.apply_block(b""),
+        "Book.apply": lambda: book.apply(stale),
+        "Book.bids": lambda: book.bids,
+        "Book.top": lambda: book.top(5),
+        "Book.best_ask": lambda: book.best_ask,
+        "Book.snapshot": lambda: book.snapshot(),
+    }
+    refused: dict[str, str] = {}
+    done = threading.Event()
+
+    def other() -> None:
+        busy = False
+        while not done.is_set() and len(refused) < len(attempts):
+            for name, attempt in attempts.items():
+                # apply_block, which holds the set while it runs, only right after a refusal:
+                # the block thread is inside one then, and this one does not keep it out
+                if name not in refused and (busy or name != "BookSet.apply_block"):
+                    try:
+                        attempt()
+                    except RuntimeError as e:
+                        refused[name] = str(e)
+                        busy = True
+                    else:
+                        busy = False
+
+    thread = threading.Thread(target=other)
+    expected = BookSet(sim.scales)
+    for f in frames:
+        expected.apply(f)
+    thread.start()
+    try:
+        rounds = 0
+        while rounds < 500 and len(refused) < len(attempts):
+            try:                            # the same block again: every frame stale, no book changes
+                books.apply_block(block)
+                rounds += 1
+            except RuntimeError:            # the other thread's own apply_block(b"") holds the set:
+                time.sleep(0.001)           # let it finish
+    finally:
+        done.set()
+        thread.join()
+    assert set(refused) == set(attempts), f"never refused: {set(attempts) - set(refused)}"
+    assert all("another thread is applying a block" in message for message in refused.values())
+    assert {p: books[p].snapshot() for p in books} == {p: expected[p].snapshot() for p in expected}
+    for name, attempt in attempts.items():          # the block done, the other thread may again
+        result: list[Any] = []
+        worker = threading.Thread(target=lambda: result.append(attempt()))
+        worker.start()
+        worker.join()
+        assert len(result) == 1, name
+
+
 # -- parallel ---------------------------------------------------------------------------------------
 
 

@@ -246,10 +246,9 @@ _DONE = object()
 
 def _prefetch(paths: list[Path], stats: ReadStats, depth: int = 8) -> Iterator[tuple[Path, Block]]:
     """``iter_blocks`` over every path, read and decompressed on a second thread ``depth``
-    blocks ahead of the caller: decompression and reads release the GIL, and the reader keeps
-    the number of releases per block low (``obengine.record.reader._Window``), since each
-    costs the thread a wait to win the GIL back from the one applying blocks. Errors are
-    raised in the caller."""
+    blocks ahead of the caller. Reads and decompression release the GIL, and so does
+    ``BookSet.apply_block`` while it applies a block, so the two threads run on two cores.
+    Errors are raised in the caller."""
     q: queue.Queue[Any] = queue.Queue(maxsize=depth)
     stop = threading.Event()
 

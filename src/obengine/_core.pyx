@@ -16,22 +16,34 @@ Atomicity
 ---------
 ``apply`` parses and checks the whole frame into a scratch area first (_frame.pxi), then converts
 every value, checks any rescale and reserves room, and only then commits; the commit itself cannot
-fail. The scratch area is module-wide: the core is used under the GIL and never releases it, and
-between parsing and committing it allocates no object the garbage collector tracks (a collection
-could run a finalizer, and that another thread's apply), except the Book for a new pair, after
-which it parses the frame again if anything else was parsed meanwhile (and, if that was a frame of
-the same new pair, applies this one to the book it made: a pair never gets two books).
+fail. ``apply``'s scratch area is module-wide: ``apply`` holds the GIL throughout, and between
+parsing and committing it allocates no object the garbage collector tracks (a collection could run
+a finalizer, and that another thread's apply), except the Book for a new pair, after which it
+parses the frame again if anything else was parsed meanwhile (and, if that was a frame of the same
+new pair, applies this one to the book it made: a pair never gets two books).
+
+``BookSet.apply_block`` parses into its set's own scratch area, and releases the GIL while it
+parses each frame (parse_frame touches no Python object: it reads the frame, the set's pair index
+and a book's scales), so that a thread reading and decompressing the next block runs meanwhile.
+Everything else, the commit included, runs under the GIL, so any other thread sees each book
+between two frames, never inside one. While it runs, the set is owned by its thread: ``apply``
+and ``apply_block`` on that set from another thread raise RuntimeError (an ``apply`` could add a
+pair to the index that the parse is reading). The same thread may still re-enter (a finalizer),
+as it may during ``apply``; the re-parse check above covers the shared scratch area then.
 
 This module knows nothing of sockets, clocks or files.
 """
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t, INT64_MAX
-from libc.stdlib cimport realloc
+from libc.stdlib cimport free, realloc
 from libc.string cimport memcmp, memcpy, memmove, memset
 from cpython.buffer cimport PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_GET_SIZE
 from cpython.unicode cimport PyUnicode_Check, PyUnicode_DecodeUTF8
 from cpython.mem cimport PyMem_Calloc, PyMem_Free, PyMem_Malloc
 from cpython.ref cimport PyObject
+
+cdef extern from "Python.h":
+    unsigned long PyThread_get_thread_ident()
 cimport cython
 
 import enum as _enum
@@ -96,9 +108,29 @@ cdef enum:
     ST_CROSSED = 4
 
 cdef enum:
-    TALLY_KEYFRAMES = 5         # Book._tally: after the ST_ codes
+    TALLY_KEYFRAMES = 5         # BookCore.tally: after the ST_ codes
     TALLY_SYNCS = 6
     TALLY_SIZE = 7
+
+cdef enum:
+    NEED_ROOM = -2              # commit_narrow: a side needs more rows (Book._reserve, under the GIL)
+    NEED_WIDE = -3              # commit_narrow: the frame needs Book._commit_wide
+
+
+# What a Book knows that applying a frame reads and writes, in plain C, so that
+# BookSet.apply_block can apply a frame without the GIL (commit_narrow). Inside the Book object,
+# which never moves: a BookSet's index points at it. What applying reads comes first, so that it
+# spans as few cache lines as it can (with hundreds of books, a book is seldom in the CPU's
+# nearest cache).
+ctypedef struct BookCore:
+    Side sides[2]               # [0] asks, [1] bids
+    int64_t seq
+    int scale[2]                # [0] price, [1] amount: decimal places of the int64 units; -1 when wide
+    bint has_seq
+    bint synced
+    int64_t anomalies
+    unsigned long owner         # the thread of a BookSet.apply_block running on it, else 0
+    int64_t tally[TALLY_SIZE]   # what BookSet.apply_block did to this book, by ST_ code and TALLY_ index
 
 # A recording's records (docs/recording.md): u32 length | u8 kind | i64 wall_ns | i64 mono_ns,
 # little-endian, then the payload.
@@ -108,10 +140,10 @@ cdef enum:
     RECORD_KEYFRAME = 2
     RECORD_EVENT = 3
 
-cdef inline uint32_t _le32(const unsigned char* p) noexcept:
+cdef inline uint32_t _le32(const unsigned char* p) noexcept nogil:
     return <uint32_t>p[0] | (<uint32_t>p[1] << 8) | (<uint32_t>p[2] << 16) | (<uint32_t>p[3] << 24)
 
-cdef inline uint64_t _le64(const unsigned char* p) noexcept:
+cdef inline uint64_t _le64(const unsigned char* p) noexcept nogil:
     return <uint64_t>_le32(p) | (<uint64_t>_le32(p + 4) << 32)
 
 cdef tuple _STATUS = tuple(Status)
@@ -279,6 +311,83 @@ cdef int _apply_change(list keys, list amounts, object key, object amount, int c
     return cp == 0
 
 
+cdef inline bint needs_room(const BookCore* b, const Parsed* ps, int side) noexcept nogil:
+    """The side has fewer free rows than the frame has changes for it."""
+    return ps.n[side] + (0 if ps.type == 431 else b.sides[side].n) > b.sides[side].cap
+
+
+cdef int commit_narrow(BookCore* b, Parsed* ps) noexcept nogil:
+    """Apply a parsed book frame of the book's pair in int64 units; returns an ST_ code, or,
+    having changed nothing in the book, NEED_ROOM (a side needs more rows: Book._reserve makes
+    them, then this runs again) or NEED_WIDE (int64 cannot hold what the frame needs, or the book
+    is wide already: Book._commit_wide). It may have written the frame's values at new scales in
+    ps either way; running it again on them gives the same result. No Python object: see
+    BookSet.apply_block."""
+    cdef int32_t d
+    cdef int side, k
+    cdef int new_scale[2]
+    cdef int grow[2]
+    cdef Change* c
+    cdef Change* changes
+    cdef bint snapshot = ps.type == 431
+    if not snapshot:
+        if not b.synced:
+            return ST_GAP
+        d = <int32_t>(<uint32_t>ps.cs - <uint32_t>b.seq)
+        if d <= 0:
+            return ST_STALE
+        if d > 1:
+            b.synced = False
+            return ST_GAP
+    if ps.wide or b.scale[0] < 0:      # a value beyond int64, or a book already wide
+        return NEED_WIDE
+    # 1. every value of the frame in units at the new scales. The reader has done it already
+    #    when it read the frame at this book's scales and every value fitted (see _levels).
+    new_scale[0] = b.scale[0]
+    new_scale[1] = b.scale[1]
+    if ps.unscaled or ps.scale[0] != new_scale[0] or ps.scale[1] != new_scale[1]:
+        new_scale[0] = max(new_scale[0], settle_decimals(ps, new_scale[0], False))
+        new_scale[1] = max(new_scale[1], settle_decimals(ps, new_scale[1], True))
+        for side in range(2):
+            changes = ps.changes[side]      # a local: the stores below might alias ps, for all C knows
+            for k in range(ps.n[side]):
+                c = changes + k
+                if not (to_scale(&c.price, new_scale[0]) and to_scale(&c.amount, new_scale[1])):
+                    return NEED_WIDE        # units beyond int64
+    grow[0] = new_scale[0] - b.scale[0]
+    grow[1] = new_scale[1] - b.scale[1]
+    # 2. the rescale of what the book holds (a snapshot replaces it instead)
+    if not snapshot:
+        for k in range(2):          # column: 0 price, 1 amount
+            if grow[k] and (side_max(&b.sides[0], k) > MAXMUL[grow[k]]
+                            or side_max(&b.sides[1], k) > MAXMUL[grow[k]]):
+                return NEED_WIDE    # the rescale would pass int64
+    # 3. room for every level the frame carries
+    if needs_room(b, ps, 0) or needs_room(b, ps, 1):
+        return NEED_ROOM
+
+    # 4. commit: nothing below can fail
+    if snapshot:
+        side_reset(&b.sides[0], ps.n[0])
+        side_reset(&b.sides[1], ps.n[1])
+    else:
+        for k in range(2):
+            if grow[k]:
+                side_rescale(&b.sides[0], k, grow[k])
+                side_rescale(&b.sides[1], k, grow[k])
+    b.scale[0] = new_scale[0]
+    b.scale[1] = new_scale[1]
+    side_apply(&b.sides[0], True, ps.changes[0], ps.n[0], &b.anomalies)
+    side_apply(&b.sides[1], False, ps.changes[1], ps.n[1], &b.anomalies)
+    b.seq = ps.cs
+    b.has_seq = True
+    b.synced = True
+    if b.sides[0].n and b.sides[1].n and side_rows(&b.sides[1])[0] >= side_rows(&b.sides[0])[0]:
+        b.synced = False
+        return ST_CROSSED
+    return ST_APPLIED
+
+
 @cython.final
 cdef class Book:
     """The L2 order book of one pair, in fixed point.
@@ -290,14 +399,7 @@ cdef class Book:
     Feed it every frame of the pair's ``obdiff`` subscription with ``apply``. A Book is not
     thread-safe; use it from one thread.
     """
-    # What applying a frame reads comes first, so that it spans as few cache lines as it can
-    # (with hundreds of books, a book is seldom in the CPU's nearest cache).
-    cdef Side _sides[2]         # [0] asks, [1] bids
-    cdef int64_t _seq
-    cdef int _scale[2]          # [0] price, [1] amount: decimal places of the int64 units; -1 when wide
-    cdef bint _has_seq
-    cdef bint _synced
-    cdef int64_t _anomalies
+    cdef BookCore _c            # first: see BookCore
     cdef tuple _results         # (pair, Status) per status, prebuilt: what BookSet.apply returns
     cdef bytes _pair_bytes
     cdef readonly str pair
@@ -306,7 +408,6 @@ cdef class Book:
     cdef object _ask_array      # numpy arrays over those rows, made on the first read
     cdef object _bid_array
     cdef _Wide _wide            # None while narrow; the levels and scales of a wide book
-    cdef int64_t _tally[TALLY_SIZE]   # what BookSet.apply_block did to this book, by ST_ code and TALLY_ index
 
     def __init__(self, str pair, int price_scale, int amount_scale):
         cdef int side
@@ -322,19 +423,19 @@ cdef class Book:
         self._pair_bytes = encoded
         self._results = ((pair, _STATUS[0]), (pair, _STATUS[1]), (pair, _STATUS[2]),
                          (pair, _STATUS[3]), (pair, _STATUS[4]))
-        self._scale[0] = price_scale
-        self._scale[1] = amount_scale
-        self._seq = 0
-        self._has_seq = False
-        self._synced = False
-        self._anomalies = 0
+        self._c.scale[0] = price_scale
+        self._c.scale[1] = amount_scale
+        self._c.seq = 0
+        self._c.has_seq = False
+        self._c.synced = False
+        self._c.anomalies = 0
         self._ask_rows = _new_rows(INITIAL_LEVELS)
         self._bid_rows = _new_rows(INITIAL_LEVELS)
-        self._sides[0].lv = self._ask_rows.data
-        self._sides[1].lv = self._bid_rows.data
+        self._c.sides[0].lv = self._ask_rows.data
+        self._c.sides[1].lv = self._bid_rows.data
         for side in range(2):
-            self._sides[side].cap = INITIAL_LEVELS
-            side_reset(&self._sides[side], 0)
+            self._c.sides[side].cap = INITIAL_LEVELS
+            side_reset(&self._c.sides[side], 0)
 
     def apply(self, frame):
         """Apply one websocket frame (``bytes``, ``str`` or a buffer, exactly as received).
@@ -346,7 +447,9 @@ cdef class Book:
         cdef Py_buffer view
         cdef Py_ssize_t size
         cdef bint held
-        cdef const unsigned char* buf = _acquire(frame, &view, &size, &held, self.pair)
+        cdef const unsigned char* buf
+        self._check_thread()
+        buf = _acquire(frame, &view, &size, &held, self.pair)
         if not held:                        # bytes and str: nothing to release
             return self._apply(buf, size)
         try:
@@ -356,7 +459,7 @@ cdef class Book:
 
     cdef object _apply(self, const unsigned char* buf, Py_ssize_t size):
         cdef Parsed* ps = &_PARSED
-        if parse_frame(ps, buf, size, NULL, self._scale):
+        if parse_frame(ps, buf, size, NULL, self._c.scale):
             raise _frame_error(ps, self.pair)
         if ps.type != 431 and ps.type != 432:
             return _IGNORED
@@ -368,72 +471,19 @@ cdef class Book:
         return _STATUS[self._commit(ps)]
 
     cdef int _commit(self, Parsed* ps) except -1:
-        """Apply a parsed book frame of this pair; returns an ST_ code. When int64 cannot hold
-        what the frame needs (or the book is wide already), _commit_wide applies it."""
-        cdef int32_t d
-        cdef int side, k
-        cdef int new_scale[2]
-        cdef int grow[2]
-        cdef Change* c
-        cdef Change* changes
-        cdef bint snapshot = ps.type == 431
-        if not snapshot:
-            if not self._synced:
-                return ST_GAP
-            d = <int32_t>(<uint32_t>ps.cs - <uint32_t>self._seq)
-            if d <= 0:
-                return ST_STALE
-            if d > 1:
-                self._synced = False
-                return ST_GAP
-        if ps.wide or self._scale[0] < 0:      # a value beyond int64, or a book already wide
-            return self._commit_wide(ps)
-        # 1. every value of the frame in units at the new scales. The reader has done it already
-        #    when it read the frame at this book's scales and every value fitted (see _levels).
-        new_scale[0] = self._scale[0]
-        new_scale[1] = self._scale[1]
-        if ps.unscaled or ps.scale[0] != new_scale[0] or ps.scale[1] != new_scale[1]:
-            new_scale[0] = max(new_scale[0], settle_decimals(ps, new_scale[0], False))
-            new_scale[1] = max(new_scale[1], settle_decimals(ps, new_scale[1], True))
+        """Apply a parsed book frame of this pair; returns an ST_ code: commit_narrow, after
+        making the room on a side that it asks for, or _commit_wide when int64 cannot hold what
+        the frame needs (or the book is wide already)."""
+        cdef int side
+        cdef int status = commit_narrow(&self._c, ps)
+        if status == NEED_ROOM:
             for side in range(2):
-                changes = ps.changes[side]      # a local: the stores below might alias ps, for all C knows
-                for k in range(ps.n[side]):
-                    c = changes + k
-                    if not (to_scale(&c.price, new_scale[0]) and to_scale(&c.amount, new_scale[1])):
-                        return self._commit_wide(ps)    # units beyond int64
-        grow[0] = new_scale[0] - self._scale[0]
-        grow[1] = new_scale[1] - self._scale[1]
-        # 2. the rescale of what the book holds (a snapshot replaces it instead)
-        if not snapshot:
-            for k in range(2):          # column: 0 price, 1 amount
-                if grow[k] and (side_max(&self._sides[0], k) > MAXMUL[grow[k]]
-                                or side_max(&self._sides[1], k) > MAXMUL[grow[k]]):
-                    return self._commit_wide(ps)        # the rescale would pass int64
-        # 3. room for every level the frame carries (the test inline: a call costs more)
-        for side in range(2):
-            if ps.n[side] + (0 if snapshot else self._sides[side].n) > self._sides[side].cap:
-                self._reserve(ps, side, snapshot)
-
-        # 4. commit: nothing below can fail
-        if snapshot:
-            side_reset(&self._sides[0], ps.n[0])
-            side_reset(&self._sides[1], ps.n[1])
-        else:
-            for k in range(2):
-                if grow[k]:
-                    side_rescale(&self._sides[0], k, grow[k])
-                    side_rescale(&self._sides[1], k, grow[k])
-        self._scale[0] = new_scale[0]
-        self._scale[1] = new_scale[1]
-        side_apply(&self._sides[0], True, ps.changes[0], ps.n[0], &self._anomalies)
-        side_apply(&self._sides[1], False, ps.changes[1], ps.n[1], &self._anomalies)
-        self._seq = ps.cs
-        self._has_seq = True
-        self._synced = True
-        if self._sides[0].n and self._sides[1].n and side_rows(&self._sides[1])[0] >= side_rows(&self._sides[0])[0]:
-            self._synced = False
-            return ST_CROSSED
-        return ST_APPLIED
+                if needs_room(&self._c, ps, side):
+                    self._reserve(ps, side, ps.type == 431)
+            status = commit_narrow(&self._c, ps)    # the same checks again: they pass, and it has room
+        if status == NEED_WIDE:
+            return self._commit_wide(ps)
+        return status
 
     cdef int _commit_wide(self, Parsed* ps) except -1:
         """Apply a parsed book frame, whose sequence has been checked (a 431, or the next 432),
@@ -461,7 +511,7 @@ cdef class Book:
         finally:
             PyMem_Free(copy)
         old = self._wide
-        scale = list(old.scale) if old is not None else [self._scale[0], self._scale[1]]
+        scale = list(old.scale) if old is not None else [self._c.scale[0], self._c.scale[1]]
         new_scale = [max([scale[0]] + [price[1] for price, _, _ in values]),
                      max([scale[1]] + [amount[1] for _, amount, _ in values])]
         # the book's levels as Python ints at the new scales: keys ascending (asks: price, bids:
@@ -474,8 +524,8 @@ cdef class Book:
                     keys[side] = list(old.keys[side])
                     amounts[side] = list(old.amounts[side])
                 else:
-                    rows = side_rows(&self._sides[side])
-                    for i in range(self._sides[side].n):
+                    rows = side_rows(&self._c.sides[side])
+                    for i in range(self._c.sides[side].n):
                         keys[side].append(rows[2 * i] if side == 0 else -rows[2 * i])
                         amounts[side].append(rows[2 * i + 1])
                 for factor, column in ((10 ** (new_scale[0] - scale[0]), keys[side]),
@@ -492,21 +542,21 @@ cdef class Book:
 
         # commit: nothing below can fail
         self._wide = wide
-        self._scale[0] = -1                 # the reader writes no value at an int64 scale
-        self._scale[1] = -1
-        self._anomalies += anomalies
-        self._seq = cs
-        self._has_seq = True
-        self._synced = True
+        self._c.scale[0] = -1                 # the reader writes no value at an int64 scale
+        self._c.scale[1] = -1
+        self._c.anomalies += anomalies
+        self._c.seq = cs
+        self._c.has_seq = True
+        self._c.synced = True
         if keys[0] and keys[1] and -keys[1][0] >= keys[0][0]:
-            self._synced = False
+            self._c.synced = False
             return ST_CROSSED
         return ST_APPLIED
 
     cdef int _reserve(self, Parsed* ps, int side, bint snapshot) except -1:
         """Make room on a side for every level the frame carries, before committing (called
         when the side has fewer free rows than the frame has changes for it)."""
-        cdef Side* s = &self._sides[side]
+        cdef Side* s = &self._c.sides[side]
         cdef Py_ssize_t need = (0 if snapshot else s.n) + ps.n[side]
         cdef Py_ssize_t rows, off
         cdef int64_t* data
@@ -531,12 +581,12 @@ cdef class Book:
     @property
     def price_scale(self):
         """Decimal places of prices: ``price = price_units / 10**price_scale``."""
-        return self._scale[0] if self._wide is None else self._wide.scale[0]
+        return self._c.scale[0] if self._wide is None else self._wide.scale[0]
 
     @property
     def amount_scale(self):
         """Decimal places of amounts: ``amount = amount_units / 10**amount_scale``."""
-        return self._scale[1] if self._wide is None else self._wide.scale[1]
+        return self._c.scale[1] if self._wide is None else self._wide.scale[1]
 
     @property
     def wide(self):
@@ -548,18 +598,18 @@ cdef class Book:
     @property
     def seq(self):
         """CS of the last applied frame, as the exchange sent it; None before the first 431."""
-        return self._seq if self._has_seq else None
+        return self._c.seq if self._c.has_seq else None
 
     @property
     def synced(self):
         """True while the book follows the feed; False before the first 431 and after a gap or
         a crossed book, until the next 431."""
-        return self._synced
+        return self._c.synced
 
     @property
     def anomalies(self):
         """How many changes did not match the book (see docs/rules.md, "Changes")."""
-        return self._anomalies
+        return self._c.anomalies
 
     @property
     def bids(self):
@@ -585,13 +635,23 @@ cdef class Book:
             raise ValueError(f"n must be >= 0, got {n}")
         return (self._view(1, min(n, self._count(1))), self._view(0, min(n, self._count(0))))
 
+    cdef inline int _check_thread(self) except -1:
+        """Refuse a book that BookSet.apply_block is applying frames to in another thread."""
+        if self._c.owner != 0 and self._c.owner != PyThread_get_thread_ident():
+            raise RuntimeError(
+                f"Book {self.pair}: another thread is applying a block to its BookSet "
+                "(apply_block); a Book is used from one thread")
+        return 0
+
     cdef inline Py_ssize_t _count(self, int side):
         """Levels on a side (0 asks, 1 bids)."""
-        return self._sides[side].n if self._wide is None else len(self._wide.keys[side])
+        return self._c.sides[side].n if self._wide is None else len(self._wide.keys[side])
 
     cdef inline object _view(self, int side, Py_ssize_t n):
         """The side's best n levels as a read-only numpy view of its rows (a copy when wide)."""
-        cdef Py_ssize_t off = self._sides[side].off
+        cdef Py_ssize_t off
+        self._check_thread()
+        off = self._c.sides[side].off
         if self._wide is not None:
             return self._wide.array(side, n)
         if side == 0:
@@ -604,10 +664,12 @@ cdef class Book:
 
     cdef object _best(self, int side):
         """``(price_units, amount_units)`` of the side's best level, or None."""
-        cdef int64_t* row = side_rows(&self._sides[side])
+        cdef int64_t* row
+        self._check_thread()
+        row = side_rows(&self._c.sides[side])
         if self._wide is not None:
             return self._wide.level(side, 0) if self._wide.keys[side] else None
-        return (row[0], row[1]) if self._sides[side].n else None
+        return (row[0], row[1]) if self._c.sides[side].n else None
 
     @property
     def best_bid(self):
@@ -648,7 +710,7 @@ cdef class Book:
         return {
             "pair": self.pair,
             "seq": self.seq,
-            "synced": self._synced,
+            "synced": self._c.synced,
             "price_scale": self.price_scale,
             "amount_scale": self.amount_scale,
             "bids": self._side_text(1),
@@ -657,18 +719,90 @@ cdef class Book:
 
     cdef list _side_text(self, int side):
         cdef Py_ssize_t i
-        cdef const int64_t* lv = side_rows(&self._sides[side])
+        cdef const int64_t* lv
+        self._check_thread()
+        lv = side_rows(&self._c.sides[side])
         price_scale, amount_scale = self.price_scale, self.amount_scale
         if self._wide is not None:
             levels = [self._wide.level(side, i) for i in range(self._count(side))]
         else:
-            levels = [(lv[2 * i], lv[2 * i + 1]) for i in range(self._sides[side].n)]
+            levels = [(lv[2 * i], lv[2 * i + 1]) for i in range(self._c.sides[side].n)]
         return [(_units_text(price, price_scale), _units_text(amount, amount_scale)) for price, amount in levels]
 
     def __repr__(self):
-        return (f"<Book {self.pair} seq={self.seq} {'synced' if self._synced else 'not synced'} "
+        return (f"<Book {self.pair} seq={self.seq} {'synced' if self._c.synced else 'not synced'} "
                 f"bids={self._count(1)} asks={self._count(0)} scales={self.price_scale}/{self.amount_scale}"
                 f"{' wide' if self._wide is not None else ''}>")
+
+
+cdef enum:
+    RUN_END = 0         # _run_records: at the end of the data, or before a record later than until
+    RUN_PYTHON = 1      # at a book frame (parsed into ps) that needs Python to apply
+    RUN_FRAMING = 2     # at a record that breaks the framing: cut, too long, or of an unknown kind
+
+
+cdef inline void tally(BookCore* b, int status, bint keyframe, bint snapshot, bint was_synced) noexcept nogil:
+    """Count an applied FRAME or KEYFRAME record in the book's tallies (BookSet.tallies)."""
+    if keyframe:
+        b.tally[TALLY_KEYFRAMES] += 1
+    else:
+        b.tally[status] += 1
+        if snapshot and not was_synced and status == ST_APPLIED:
+            b.tally[TALLY_SYNCS] += 1
+
+
+cdef int _run_records(Parsed* ps, const PairIndex* index, const unsigned char* buf, Py_ssize_t size,
+                      Py_ssize_t* at, int64_t until, Py_ssize_t* ignored, int* parse_rc) noexcept nogil:
+    """BookSet.apply_block's loop over the records from *at, without the GIL: applies each
+    FRAME and KEYFRAME record it can apply in plain C (commit_narrow, into a book the index
+    has), passes over the rest, and returns a RUN_ code with *at at the record it stopped at."""
+    cdef Py_ssize_t pos = at[0], length
+    cdef const unsigned char* rec
+    cdef const PairSlot* slot
+    cdef BookCore* b
+    cdef int kind, status
+    cdef bint was_synced
+    cdef int stop = RUN_END
+    while pos < size:
+        rec = buf + pos
+        if size - pos < RECORD_HEAD:
+            stop = RUN_FRAMING
+            break
+        length = <Py_ssize_t>_le32(rec)
+        kind = rec[4]
+        if length > size - pos - RECORD_HEAD:
+            stop = RUN_FRAMING
+            break
+        if kind == RECORD_FRAME or kind == RECORD_KEYFRAME:
+            if <int64_t>_le64(rec + 5) > until:
+                break
+            parse_rc[0] = parse_frame(ps, rec + RECORD_HEAD, length, index, NULL)
+            if parse_rc[0]:
+                stop = RUN_PYTHON
+                break
+            if ps.type != 431 and ps.type != 432:
+                ignored[0] += 1
+            else:
+                if ps.core == NULL:         # read the general way: look the pair up here
+                    slot = index_find(index, ps.pair, ps.pair_len)
+                    if slot == NULL:        # a new pair: its book is a Python object
+                        stop = RUN_PYTHON
+                        break
+                    ps.book = slot.book
+                    ps.core = slot.core
+                b = <BookCore*>ps.core
+                was_synced = b.synced
+                status = commit_narrow(b, ps)
+                if status < 0:
+                    stop = RUN_PYTHON
+                    break
+                tally(b, status, kind == RECORD_KEYFRAME, ps.type == 431, was_synced)
+        elif kind > RECORD_EVENT:
+            stop = RUN_FRAMING
+            break
+        pos += RECORD_HEAD + length
+    at[0] = pos
+    return stop
 
 
 @cython.final
@@ -678,18 +812,34 @@ cdef class BookSet:
     ``BookSet(scales=None)``: a book is created when its pair is first seen, with scales from
     ``scales[pair]`` (``{pair: (price_scale, amount_scale)}``), else ``obengine.DEFAULT_SCALES``,
     else (0, 0) and then inferred from the first snapshot (the rescale raises them). A read-only
-    mapping of pair to ``Book``. Not thread-safe; use it from one thread.
+    mapping of pair to ``Book``. Not thread-safe; use it from one thread (``apply_block``, which
+    lets other threads run while it parses, refuses a second thread's ``apply``).
     """
     cdef dict _books
     cdef dict _scales
     cdef PairIndex _index   # _books by the pair's UTF-8 bytes (_index.pxi): routing makes no object
+    cdef Parsed* _scratch   # apply_block's scratch area (apply's is the module's _PARSED)
+    cdef unsigned long _owner   # the thread inside apply_block, else 0
 
     def __cinit__(self):
         self._index.slots = NULL
         self._index.mask = -1
+        self._scratch = NULL
+        self._owner = 0
 
     def __dealloc__(self):
         PyMem_Free(self._index.slots)
+        if self._scratch != NULL:
+            free(self._scratch.changes[0])      # grown with realloc (_grow_changes)
+            free(self._scratch.changes[1])
+            PyMem_Free(self._scratch)
+
+    cdef int _check_owner(self, str what) except -1:
+        if self._owner != 0 and self._owner != PyThread_get_thread_ident():
+            raise RuntimeError(
+                f"BookSet.{what}: another thread is applying a block to this set (apply_block); "
+                "a BookSet is used from one thread")
+        return 0
 
     def __init__(self, scales=None):
         self._books = {}
@@ -714,7 +864,9 @@ cdef class BookSet:
         cdef Py_buffer view
         cdef Py_ssize_t size
         cdef bint held
-        cdef const unsigned char* buf = _acquire(frame, &view, &size, &held, None)
+        cdef const unsigned char* buf
+        self._check_owner("apply")
+        buf = _acquire(frame, &view, &size, &held, None)
         if not held:                        # bytes and str: nothing to release
             return self._apply(buf, size)
         try:
@@ -781,6 +933,14 @@ cdef class BookSet:
         of ``(offset, FrameError)`` for malformed frames, which changed no book (the replay
         goes on). Counts what it did per book, read with ``tallies()``.
 
+        Releases the GIL while it applies the frames that need no Python object (those of a
+        pair the set has a book for, in int64 units, with room for their levels: nearly all),
+        so other threads run meanwhile (a replay reads and decompresses the next block). Until
+        it returns, the set and its books belong to the calling thread: from another thread,
+        ``apply`` and ``apply_block`` on the set, and ``apply`` and every read of a book's levels
+        (``bids``, ``asks``, ``top``, ``best_bid``, ``snapshot``, ...), raise RuntimeError.
+        ``data`` must not change meanwhile (a ``bytes`` object cannot).
+
         Raises ValueError if the records do not tile ``data`` (nothing after that record is
         applied; the reader checks the framing of every block it yields, so a block from
         ``obengine.record.iter_blocks`` never raises it).
@@ -789,62 +949,71 @@ cdef class BookSet:
         cdef const unsigned char* buf
         cdef const unsigned char* rec
         cdef Py_ssize_t size, pos, length
-        cdef int64_t wall
         cdef int64_t until = INT64_MAX if until_ns is None else until_ns
-        cdef int kind, status
-        cdef Parsed* ps = &_PARSED
+        cdef int kind, status, stop, parse_rc = 0
+        cdef Parsed* ps
         cdef Book book
-        cdef bint new, was_synced, snapshot
+        cdef bint new, was_synced
         cdef Py_ssize_t ignored = 0
         cdef list errors = []
+        cdef unsigned long owner = self._owner
+        self._check_owner("apply_block")
+        if self._scratch == NULL:
+            self._scratch = <Parsed*>PyMem_Calloc(1, sizeof(Parsed))
+            if self._scratch == NULL:
+                raise MemoryError()
+        ps = self._scratch
         PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+        self._own(PyThread_get_thread_ident())
         try:
             buf = <const unsigned char*>view.buf
             size = view.len
             if start < 0 or start > size:
                 raise ValueError(f"start {start} is outside the block's {size} bytes")
             pos = start
-            while pos < size:
-                if size - pos < RECORD_HEAD:
-                    raise ValueError(f"a record header cut at byte {pos} of {size}")
+            while True:
+                with nogil:
+                    stop = _run_records(ps, &self._index, buf, size, &pos, until, &ignored, &parse_rc)
+                if stop == RUN_END:
+                    break
                 rec = buf + pos
+                if stop == RUN_FRAMING:
+                    if size - pos < RECORD_HEAD:
+                        raise ValueError(f"a record header cut at byte {pos} of {size}")
+                    if <Py_ssize_t>_le32(rec) > size - pos - RECORD_HEAD:
+                        raise ValueError(f"the record at byte {pos} runs past the block's {size} bytes")
+                    raise ValueError(f"unknown record kind {rec[4]} at byte {pos}")
+                # RUN_PYTHON: the frame at pos, parsed into ps, needs Python: an error to make,
+                # a new pair's book, or more rows or the wide path for its book
                 length = <Py_ssize_t>_le32(rec)
                 kind = rec[4]
-                if length > size - pos - RECORD_HEAD:
-                    raise ValueError(f"the record at byte {pos} runs past the block's {size} bytes")
-                if kind == RECORD_FRAME or kind == RECORD_KEYFRAME:
-                    wall = <int64_t>_le64(rec + 5)
-                    if wall > until:
-                        break
-                    rec += RECORD_HEAD
-                    if parse_frame(ps, rec, length, &self._index, NULL):
-                        errors.append((pos, _frame_error(ps, None)))
-                    elif ps.type != 431 and ps.type != 432:
-                        ignored += 1
+                if parse_rc:
+                    errors.append((pos, _frame_error(ps, None)))
+                else:
+                    new = False
+                    book = self._route(ps, rec + RECORD_HEAD, length, &new)
+                    was_synced = book._c.synced
+                    try:
+                        status = book._commit(ps)
+                    except _FrameError as e:
+                        errors.append((pos, e))
                     else:
-                        new = False
-                        book = self._route(ps, rec, length, &new)
-                        was_synced = book._synced
-                        snapshot = ps.type == 431
-                        try:
-                            status = book._commit(ps)
-                        except _FrameError as e:
-                            errors.append((pos, e))
-                        else:
-                            if new:
-                                self._add(book)
-                            if kind == RECORD_KEYFRAME:
-                                book._tally[TALLY_KEYFRAMES] += 1
-                            else:
-                                book._tally[status] += 1
-                                if snapshot and not was_synced and status == ST_APPLIED:
-                                    book._tally[TALLY_SYNCS] += 1
-                elif kind > RECORD_EVENT:
-                    raise ValueError(f"unknown record kind {kind} at byte {pos}")
+                        if new:
+                            self._add(book)
+                            book._c.owner = self._owner
+                        tally(&book._c, status, kind == RECORD_KEYFRAME, ps.type == 431, was_synced)
                 pos += RECORD_HEAD + length
             return pos, ignored, errors
         finally:
+            self._own(owner)
             PyBuffer_Release(&view)
+
+    cdef void _own(self, unsigned long owner):
+        """Mark the set and its books as used by apply_block in thread owner (0: by none)."""
+        cdef Book book
+        self._owner = owner
+        for book in self._books.values():
+            book._c.owner = owner
 
     def tallies(self):
         """What ``apply_block`` did, per pair: ``{pair: (applied, stale, gaps, crossed,
@@ -855,7 +1024,7 @@ cdef class BookSet:
         cdef Book book
         out = {}
         for pair, book in self._books.items():
-            t = book._tally
+            t = book._c.tally
             out[pair] = (t[ST_APPLIED], t[ST_STALE], t[ST_GAP], t[ST_CROSSED], t[TALLY_KEYFRAMES], t[TALLY_SYNCS])
         return out
 
@@ -869,8 +1038,9 @@ cdef class BookSet:
         entry.book = <PyObject*>book
         entry.name = PyBytes_AS_STRING(book._pair_bytes)
         entry.name_len = PyBytes_GET_SIZE(book._pair_bytes)
-        entry.sides = book._sides
-        entry.scale = book._scale
+        entry.sides = book._c.sides
+        entry.scale = book._c.scale
+        entry.core = &book._c
         try:
             index_add(&self._index, &entry, len(self._books))
         except MemoryError:

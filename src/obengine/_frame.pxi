@@ -44,6 +44,7 @@ ctypedef struct Parsed:
     # routing: the book of the pair (borrowed), when parse_frame was given a BookSet's index and
     # the exchange's layout gave the pair before the levels; NULL otherwise
     PyObject* book
+    void* core                  # and its BookCore, when book is set
     # decoding buffers for escaped strings
     unsigned char psbuf[MAX_PAIR + 8]
     unsigned char evbuf[MAX_PAIR + 8]
@@ -878,6 +879,7 @@ cdef int _layout_frame(Parsed* ps, const void* index) noexcept nogil:
         slot = index_route(index, ps_s, ps_n)           # its memory comes into cache as we read on
         if slot != NULL:
             ps.book = slot.book
+            ps.core = slot.core
             ps.scale[0] = slot.scale[0]
             ps.scale[1] = slot.scale[1]
     q = _lit(q, end, b',"AO":', 6)
@@ -936,6 +938,7 @@ cdef inline void _begin(Parsed* ps, const unsigned char* buf, Py_ssize_t size, c
     ps.wide = 0
     ps.type = 0
     ps.book = NULL
+    ps.core = NULL
     if scale != NULL:
         ps.scale[0] = scale[0]
         ps.scale[1] = scale[1]

@@ -13,6 +13,7 @@ ctypedef struct PairSlot:
     Py_ssize_t name_len
     const Side* sides               # the book's [asks, bids] (inside the book, which never moves)
     const int* scale                # the book's [price, amount] scales (likewise)
+    void* core                      # the book's BookCore (likewise; sides and scale are in it)
 
 ctypedef struct PairIndex:
     PairSlot* slots
