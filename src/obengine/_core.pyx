@@ -503,8 +503,10 @@ cdef class Book:
         copy = <Change*>PyMem_Malloc(max(total, 1) * sizeof(Change))
         if copy == NULL:
             raise MemoryError()
-        memcpy(copy, ps.changes[0], n_asks * sizeof(Change))
-        memcpy(copy + n_asks, ps.changes[1], (total - n_asks) * sizeof(Change))
+        if n_asks:          # a side's array is NULL until a frame has had a level on it
+            memcpy(copy, ps.changes[0], n_asks * sizeof(Change))
+        if total > n_asks:
+            memcpy(copy + n_asks, ps.changes[1], (total - n_asks) * sizeof(Change))
         try:
             values = [(_exact(&copy[k].price, start, end), _exact(&copy[k].amount, start, end), copy[k].cp)
                       for k in range(total)]
