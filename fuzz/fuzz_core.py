@@ -7,8 +7,10 @@ valid UTF-8 text contains, so no valid frame is lost by the split)::
     MODE FRAME [0xFF FRAME]...
 
 The frames are applied in order to an ``obengine.Book``, to an ``obengine.BookSet`` and to their
-pure-Python twins from ``tests/reference.py`` (``RefBook``, ``RefBookSet``), and after every frame
-the harness checks what ``docs/rules.md`` promises:
+pure-Python twins from ``tests/reference.py`` (``RefBook``, ``RefBookSet``), and, each as a
+recording block of one record, to a second ``BookSet`` through ``apply_block`` (the path that
+applies frames without the GIL); after every frame the harness checks what ``docs/rules.md``
+promises:
 
 * ``apply`` returns a ``Status`` (a BookSet: ``(pair, Status)``, ``(None, IGNORED)`` exactly for a
   frame that is not a book frame) or raises ``obengine.FrameError``, never another exception;
@@ -21,7 +23,9 @@ the harness checks what ``docs/rules.md`` promises:
   ``object`` arrays of Python ints, scales up to ``MAX_WIDE_SCALE``), a synced book never
   crossed, a ``CROSSED`` book not synced;
 * differential: the core and the reference give the same status (or both raise ``FrameError``)
-  and the same state after every frame, for the Book and for every book of the BookSet.
+  and the same state after every frame, for the Book and for every book of the BookSet;
+  ``apply_block`` gives what ``apply`` gives (the same status, read from its tallies, or the same
+  ``FrameError`` returned instead of raised) and leaves the same books, bit for bit.
 
 Mode byte (bits, low first):
 
@@ -453,6 +457,7 @@ class Run:
         self.ref_book = RefBook(pair, *scales)
         self.books = BookSet(set_scales)
         self.ref_books = RefBookSet(set_scales)
+        self.block_books = BookSet(set_scales)
         self.pair = pair
         if log:
             log(f"mode 0x{mode:02x}: {['bytes', 'str', 'bytearray', 'memoryview'][self.kind]}, "
@@ -505,9 +510,51 @@ class Run:
                            f"{list(self.ref_books)}")
         for p in self.books:
             self.compare_state(f"{where} BookSet[{p!r}]", self.books[p], self.ref_books[p])
+        self.compare_block(frame, raw, where, got)
         if self.log:
             self.log(f"  {i}: {show(frame)}\n     Book -> {self.outcome_text(self.book_result)}; "
                      f"BookSet -> {self.outcome_text(got)}")
+
+    def compare_block(self, frame: Any, raw: bytes, where: str, got: Any) -> None:
+        """The same frame through ``apply_block``, as a block of one FRAME record, into a set
+        that has had every frame before it the same way: what ``BookSet.apply`` did."""
+        where += " BookSet.apply_block"
+        books = self.block_books
+        if has_lone_surrogate(frame):       # no UTF-8 to record: the str path, as apply took it
+            outcome = core_outcome(books, frame, where)
+        else:
+            data = frame.encode("utf-8") if isinstance(frame, str) else bytes(frame)
+            before = books.tallies()
+            try:
+                end, ignored, errors = books.apply_block(_record(data))
+            except Exception as exc:  # noqa: BLE001 - any exception is a finding
+                raise Mismatch(f"{where}: raised {type(exc).__name__}: {exc}") from exc
+            if errors:
+                (offset, outcome), = errors
+                if offset != 0 or not isinstance(outcome, FrameError):
+                    raise Mismatch(f"{where}: errors {errors!r}")
+            elif ignored:
+                outcome = (None, Status.IGNORED)
+            else:
+                after = books.tallies()
+                changed = [(p, STATUS_ORDER[k]) for p, t in after.items() for k in range(4)
+                           if t[k] != before.get(p, (0,) * 6)[k]]
+                if len(changed) != 1:
+                    raise Mismatch(f"{where}: tallies changed by {changed!r}")
+                outcome = changed[0]
+        if isinstance(got, FrameError) or isinstance(outcome, FrameError):
+            if not (isinstance(got, FrameError) and isinstance(outcome, FrameError)) or (
+                (str(outcome), outcome.pair, outcome.cs, outcome.offset) != (str(got), got.pair, got.cs, got.offset)
+            ):
+                raise Mismatch(f"{where}: {self.outcome_text(outcome)}, apply: {self.outcome_text(got)}")
+        elif outcome != got:
+            raise Mismatch(f"{where}: {outcome!r}, apply: {got!r}")
+        if list(books) != list(self.books):
+            raise Mismatch(f"{where}: pairs {list(books)}, apply's {list(self.books)}")
+        for p in books:
+            if not same_native_state(native_state(books[p]), native_state(self.books[p])):
+                raise Mismatch(f"{where}: book {p!r} differs from apply's: "
+                               f"{describe_difference(comparable(books[p]), comparable(self.books[p]))}")
 
     @staticmethod
     def outcome_text(result: Any) -> str:
@@ -555,6 +602,14 @@ class Run:
                            f"{describe_difference(core, expected)}")
         if self.read_api:
             check_read_api(book, where)
+
+
+STATUS_ORDER = (Status.APPLIED, Status.STALE, Status.GAP, Status.CROSSED)    # BookSet.tallies()
+
+
+def _record(payload: bytes) -> bytes:
+    """A FRAME record (docs/recording.md): u32 length | u8 kind 1 | i64 wall_ns | i64 mono_ns."""
+    return len(payload).to_bytes(4, "little") + b"\x01" + bytes(16) + payload
 
 
 def comparable_from(state: tuple[Any, ...]) -> tuple[Any, ...]:
