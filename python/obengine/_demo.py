@@ -126,7 +126,7 @@ def _top_rows(recorder: Recorder) -> tuple[list[tuple[str, str, str, str]], str]
     h = health
     caption = (
         f"{h.frames:,} frames ({h.frames_per_s:,.0f}/s), {_size(h.disk_bytes)} on disk, "
-        f"synced {h.synced}/{h.pairs}, gaps {h.gaps}, malformed {h.malformed}, resyncs {h.resyncs}"
+        f"synced {h.synced}/{h.pairs}, desyncs {h.gaps}, malformed {h.malformed}, resyncs {h.resyncs}"
     )
     return rows, caption
 

@@ -52,7 +52,7 @@ class Health:
     segments: int
     pairs: int
     synced: int
-    gaps: int
+    gaps: int                    # desyncs: CS gaps and crossed books (the metric obengine_record_gaps)
     resyncs: int
     reconnects: int
     malformed: int
@@ -65,7 +65,7 @@ class Health:
         return (
             f"frames {self.frames} ({self.frames_per_s:.1f}/s), written {_size(self.disk_bytes)} "
             f"(raw {_size(self.raw_bytes)}, ratio {self.ratio:.1f}x, {self.segments} segments), "
-            f"synced {self.synced}/{self.pairs}, gaps {self.gaps}, resyncs {self.resyncs}, "
+            f"synced {self.synced}/{self.pairs}, desyncs {self.gaps}, resyncs {self.resyncs}, "
             f"reconnects {self.reconnects}, malformed {self.malformed}, last frame {last}"
         )
 
