@@ -55,8 +55,7 @@ def _report_feed(timings: dict[str, dict[str, Any]]) -> None:
     for workload, results in timings.items():
         if not workload.startswith("replay-"):
             continue
-        floor = next((r for r in results.values() if r.kind == "floor"), None)
-        ob = next((r for r in results.values() if r.kind == "obengine"), None)
+        floor, ob = floor_of(results), obengine_of(results)
         two = results.get("replay-workers-2")
         if floor is None or ob is None:
             continue

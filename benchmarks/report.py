@@ -249,8 +249,7 @@ def _record_table(workload: str, results: dict[str, Any], h: str, markdown: bool
 def _replay_table(workload: str, results: dict[str, Any], h: str, markdown: bool) -> list[str]:
     """Replay from compressed segments beside BookSet.apply on the same frames in memory, as
     rates (the issue's target: at least 0.75x the apply rate), and parallel replay beside one pass."""
-    floor = next((r for r in results.values() if r.kind == "floor"), None)
-    one = next((r for r in results.values() if r.kind == "obengine"), None)
+    floor, one = floor_of(results), obengine_of(results)
     any_r = next(iter(results.values()))
     i = any_r.info
     lines = [f"{h}{workload}: {any_r.frames:,} frames in {i.get('segments', '?')} segment(s), "

@@ -132,6 +132,7 @@ if os.environ.get("FUZZ_INSTRUMENT_REFERENCE", "0") == "1":
 else:
     import reference  # noqa: E402
 
+from helpers import block_outcome  # noqa: E402
 from reference import RefBook, RefBookSet  # noqa: E402
 
 # The reference parses each frame once: RefBookSet.apply calls the module's parse_frame, which
@@ -524,24 +525,12 @@ class Run:
             outcome = core_outcome(books, frame, where)
         else:
             data = frame.encode("utf-8") if isinstance(frame, str) else bytes(frame)
-            before = books.tallies()
             try:
-                end, ignored, errors = books.apply_block(_record(data))
+                outcome = block_outcome(books, data)
+            except AssertionError as exc:
+                raise Mismatch(f"{where}: {exc}") from exc
             except Exception as exc:  # noqa: BLE001 - any exception is a finding
                 raise Mismatch(f"{where}: raised {type(exc).__name__}: {exc}") from exc
-            if errors:
-                (offset, outcome), = errors
-                if offset != 0 or not isinstance(outcome, FrameError):
-                    raise Mismatch(f"{where}: errors {errors!r}")
-            elif ignored:
-                outcome = (None, Status.IGNORED)
-            else:
-                after = books.tallies()
-                changed = [(p, STATUS_ORDER[k]) for p, t in after.items() for k in range(4)
-                           if t[k] != before.get(p, (0,) * 6)[k]]
-                if len(changed) != 1:
-                    raise Mismatch(f"{where}: tallies changed by {changed!r}")
-                outcome = changed[0]
         if isinstance(got, FrameError) or isinstance(outcome, FrameError):
             if not (isinstance(got, FrameError) and isinstance(outcome, FrameError)) or (
                 (str(outcome), outcome.pair, outcome.cs, outcome.offset) != (str(got), got.pair, got.cs, got.offset)
@@ -602,14 +591,6 @@ class Run:
                            f"{describe_difference(core, expected)}")
         if self.read_api:
             check_read_api(book, where)
-
-
-STATUS_ORDER = (Status.APPLIED, Status.STALE, Status.GAP, Status.CROSSED)    # BookSet.tallies()
-
-
-def _record(payload: bytes) -> bytes:
-    """A FRAME record (docs/recording.md): u32 length | u8 kind 1 | i64 wall_ns | i64 mono_ns."""
-    return len(payload).to_bytes(4, "little") + b"\x01" + bytes(16) + payload
 
 
 def comparable_from(state: tuple[Any, ...]) -> tuple[Any, ...]:

@@ -109,3 +109,45 @@ def outcome(book: Any, frame: Any) -> Any:
 
 def set_state(books: Any) -> dict[str, State]:
     return {pair: state(books[pair]) for pair in books}
+
+
+def record_block(frames: Iterable[bytes], wall0: int = 0) -> bytes:
+    """A recording block's records (docs/recording.md): each frame a FRAME record, received at
+    ``wall0 + i`` ns (and monotonic ``i``)."""
+    from obengine.record.format import Kind, encode_record
+
+    return b"".join(encode_record(Kind.FRAME, wall0 + i, i, f) for i, f in enumerate(frames))
+
+
+_TALLIED = ("APPLIED", "STALE", "GAP", "CROSSED")    # BookSet.tallies(): the first four counts
+
+
+def block_outcome(books: Any, frame: bytes) -> Any:
+    """What ``BookSet.apply`` would return for ``frame``, got through ``apply_block`` as a block
+    of one FRAME record: ``(pair, Status)`` (read from what the call added to the tallies),
+    ``(None, Status.IGNORED)``, or the ``FrameError`` it returned instead of raising."""
+    from obengine import Status
+
+    before = books.tallies()
+    end, ignored, errors = books.apply_block(record_block([frame]))
+    if errors:
+        (offset, error), = errors
+        assert offset == 0 and isinstance(error, FrameError), errors
+        return error
+    if ignored:
+        return (None, Status.IGNORED)
+    changed = [(pair, Status[_TALLIED[k]]) for pair, counts in books.tallies().items()
+               for k in range(4) if counts[k] != before.get(pair, (0,) * 6)[k]]
+    assert len(changed) == 1, f"apply_block changed the tallies by {changed}"
+    return changed[0]
+
+
+def modules_imported_by(module: str, candidates: Sequence[str]) -> list[str]:
+    """Which of ``candidates`` a fresh interpreter has in ``sys.modules`` after importing
+    ``module`` (this test process has imported everything already)."""
+    import subprocess
+    import sys
+
+    code = f"import sys, {module}\nprint(','.join(m for m in {list(candidates)!r} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return [m for m in out.stdout.strip().split(",") if m]

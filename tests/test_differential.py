@@ -29,7 +29,7 @@ from hypothesis import HealthCheck, Phase, find, given, settings
 from hypothesis import strategies as st
 
 import obengine
-from helpers import outcome, set_state, state
+from helpers import block_outcome, outcome, record_block, set_state, state
 from obengine import Status
 from reference import RefBook, RefBookSet, decimal_places
 
@@ -611,16 +611,6 @@ def _as_bytes(frame: Any) -> bytes:
     return frame.encode("utf-8") if isinstance(frame, str) else bytes(frame)
 
 
-def _tally_outcome(before: dict[str, tuple[int, ...]], after: dict[str, tuple[int, ...]]) -> Any:
-    """The ``(pair, Status)`` of the one FRAME record an ``apply_block`` call applied, from
-    what it added to the set's tallies (applied, stale, gaps, crossed)."""
-    statuses = (Status.APPLIED, Status.STALE, Status.GAP, Status.CROSSED)
-    changed = [(pair, statuses[k]) for pair, counts in after.items()
-               for k in range(4) if counts[k] != before.get(pair, (0,) * 6)[k]]
-    assert len(changed) == 1, changed
-    return changed[0]
-
-
 @SETTINGS
 @given(st.data())
 def test_apply_block_matches_the_model_record_by_record_and_as_one_block(data: st.DataObject) -> None:
@@ -628,8 +618,6 @@ def test_apply_block_matches_the_model_record_by_record_and_as_one_block(data: s
     pairs, growth, wide values and errors to Python) against the model on the same faulty
     streams: fed one record at a time, the same outcome and books after every frame; fed the
     whole stream as one block, the same books, errors, ignored frames and tallies at the end."""
-    from obengine.record.format import encode_record
-
     pairs = data.draw(st.lists(st.sampled_from(["BTCTRY", "ETHTRY", "XRPTRY", "SHIBTRY"]),
                                min_size=2, unique=True), label="pairs")
     _markets, line = data.draw(streams(tuple(pairs)), label="stream")
@@ -639,14 +627,9 @@ def test_apply_block_matches_the_model_record_by_record_and_as_one_block(data: s
     counts: dict[str, list[int]] = {}
     for i, frame in enumerate(frames):
         expected = outcome(ref, frame)
-        before = one.tallies()
-        end, ignored, errors = one.apply_block(encode_record(1, 0, 0, frame))
-        if errors:
-            got: Any = "FrameError"
-        elif ignored:
-            got = (None, Status.IGNORED)
-        else:
-            got = _tally_outcome(before, one.tallies())
+        got = block_outcome(one, frame)
+        if isinstance(got, obengine.FrameError):
+            got = "FrameError"
         assert got == expected, f"frame {i}: {describe(frame)}: apply_block {got!r}, ref {expected!r}"
         assert set_state(one) == set_state(ref), f"after frame {i}: {describe(frame)}"
         if expected == "FrameError":
@@ -656,7 +639,7 @@ def test_apply_block_matches_the_model_record_by_record_and_as_one_block(data: s
         else:
             k = (Status.APPLIED, Status.STALE, Status.GAP, Status.CROSSED).index(expected[1])
             counts.setdefault(expected[0], [0] * 4)[k] += 1
-    block = b"".join(encode_record(1, i, i, f) for i, f in enumerate(frames))
+    block = record_block(frames)
     end, ignored, errors = whole.apply_block(block)
     assert end == len(block) and ignored == expected_ignored and len(errors) == expected_errors
     assert set_state(whole) == set_state(ref)

@@ -21,7 +21,6 @@ import os
 
 import json
 import random
-import subprocess
 import sys
 from collections import defaultdict
 from dataclasses import dataclass
@@ -664,11 +663,9 @@ def test_missing_optional_dependencies_name_their_extra(rec: Rec, tmp_path: Path
 
 
 def test_importing_the_export_module_imports_no_optional_or_network_library() -> None:
-    code = (
-        "import sys, obengine.export\n"
-        "print(','.join(m for m in ['pyarrow', 'matplotlib', 'distributed', 'dask', 'hftbacktest', "
-        "'asyncio', 'socket', 'httpx', 'websockets'] if m in sys.modules))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == ""
+    from helpers import modules_imported_by
+
+    assert modules_imported_by("obengine.export", [
+        "pyarrow", "matplotlib", "distributed", "dask", "hftbacktest", "asyncio", "socket", "httpx", "websockets",
+    ]) == []
 

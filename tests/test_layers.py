@@ -3,10 +3,9 @@ no I/O library, so they can be driven and tested without a socket. Checked in a 
 interpreter, since this test process has imported everything already."""
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
+
+from helpers import modules_imported_by
 
 SANS_IO = [
     "obengine", "obengine._core", "obengine._restapi", "obengine.auth", "obengine.errors", "obengine.protocol",
@@ -18,16 +17,10 @@ IO_MODULES = ["asyncio", "socket", "ssl", "httpx", "h11", "websockets", "selecto
 
 @pytest.mark.parametrize("module", SANS_IO)
 def test_sans_io_module_imports_no_io_library(module: str) -> None:
-    code = (
-        f"import sys, {module}\n"
-        f"print(','.join(m for m in {IO_MODULES!r} if m in sys.modules))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "", f"{module} pulls in {out.stdout.strip()}"
+    pulled = modules_imported_by(module, IO_MODULES)
+    assert pulled == [], f"{module} pulls in {','.join(pulled)}"
 
 
 def test_the_io_layer_does_import_its_libraries() -> None:
     """The check above can fail: the REST client's module does import httpx."""
-    code = "import sys, obengine.rest; print('httpx' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "True"
+    assert modules_imported_by("obengine.rest", ["httpx"]) == ["httpx"]

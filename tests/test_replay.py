@@ -23,6 +23,7 @@ from obengine import replay as rp
 from obengine.record import Kind, ReadStats, Recording, iter_blocks, keyframes, read, scales, segment_paths
 from obengine.record.format import RECORD_HEADER_SIZE, encode_record
 from obengine.simulator import FeedSimulator
+from helpers import record_block
 
 S = 1_000_000_000
 WALL0 = 1_796_238_900_000_000_000
@@ -243,7 +244,7 @@ def test_apply_block_equals_apply_record_by_record(recorded: Recorded) -> None:
 def test_apply_block_stops_before_a_later_record_and_resumes_from_where_it_stopped() -> None:
     sim = FeedSimulator.many(3, seed=9)
     frames = sim.frames(200)
-    data = b"".join(encode_record(Kind.FRAME, WALL0 + i, i, f) for i, f in enumerate(frames))
+    data = record_block(frames, WALL0)
     data = encode_record(Kind.HEADER, WALL0, 0, b"{}") + data + encode_record(Kind.EVENT, WALL0 + 999, 0, b'{"event":"x"}')
     books = BookSet()
     end, _, _ = books.apply_block(data, 0, WALL0 + 99)
@@ -325,7 +326,7 @@ def test_apply_block_hands_growth_rescales_wide_values_new_pairs_and_errors_to_p
     more decimal places (a rescale), one with a value int64 cannot hold (the book turns wide),
     a new pair, a malformed frame. The books, errors and tallies equal ``apply``'s, frame by
     frame, and the model's."""
-    from helpers import f431, f432, set_state
+    from helpers import f431, f432, outcome, set_state
     from reference import RefBookSet
 
     asks = [(str(2_000_000 + 10 * i), "1.5") for i in range(300)]
@@ -346,16 +347,10 @@ def test_apply_block_hands_growth_rescales_wide_values_new_pairs_and_errors_to_p
     frames_b = [f.encode() for f in frames]
     ref, one = RefBookSet(), BookSet()
     for f in frames_b:
-        try:
-            ref.apply(f)
-        except FrameError:
-            pass
-        try:
-            one.apply(f)
-        except FrameError:
-            pass
+        outcome(ref, f)
+        outcome(one, f)
     whole = BookSet()
-    block = b"".join(encode_record(Kind.FRAME, WALL0 + i, i, f) for i, f in enumerate(frames_b))
+    block = record_block(frames_b, WALL0)
     end, ignored, errors = whole.apply_block(block)
     assert end == len(block) and ignored == 0
     (offset, error), = errors
@@ -377,7 +372,7 @@ def test_apply_block_lets_other_threads_run_and_refuses_them_its_books_meanwhile
 
     sim = FeedSimulator.many(20, seed=4)
     frames = sim.frames(3000)
-    block = b"".join(encode_record(Kind.FRAME, WALL0 + i, i, f) for i, f in enumerate(frames))
+    block = record_block(frames, WALL0)
     books = BookSet(sim.scales)
     books.apply_block(block)                        # every pair has its book
     pair = sorted(books)[0]

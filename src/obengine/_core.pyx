@@ -22,14 +22,15 @@ a finalizer, and that another thread's apply), except the Book for a new pair, a
 parses the frame again if anything else was parsed meanwhile (and, if that was a frame of the same
 new pair, applies this one to the book it made: a pair never gets two books).
 
-``BookSet.apply_block`` parses into its set's own scratch area, and releases the GIL while it
-parses each frame (parse_frame touches no Python object: it reads the frame, the set's pair index
-and a book's scales), so that a thread reading and decompressing the next block runs meanwhile.
-Everything else, the commit included, runs under the GIL, so any other thread sees each book
-between two frames, never inside one. While it runs, the set is owned by its thread: ``apply``
-and ``apply_block`` on that set from another thread raise RuntimeError (an ``apply`` could add a
-pair to the index that the parse is reading). The same thread may still re-enter (a finalizer),
-as it may during ``apply``; the re-parse check above covers the shared scratch area then.
+``BookSet.apply_block`` parses into its set's own scratch area and applies the frames it can in
+plain C without the GIL (_run_records: parse_frame and commit_narrow touch no Python object), so
+that a thread reading and decompressing the next block runs meanwhile; a frame that needs Python
+(an error, a new pair's book, more rows, the wide path) is handed back and applied under the GIL.
+While it runs, the set and its books are owned by its thread (BookSet._owner, BookCore.owner):
+from another thread, what would change them or read their levels raises RuntimeError, so no
+thread sees a frame half applied or changes the index or a book under the block. The same thread
+may still re-enter (a finalizer), as it may during ``apply``; the re-parse check above covers the
+set's scratch area then.
 
 This module knows nothing of sockets, clocks or files.
 """
@@ -63,6 +64,40 @@ include "_codes.pxi"
 include "_fixed.pxi"
 include "_frame.pxi"
 include "_side.pxi"
+
+cdef enum:
+    ST_APPLIED = 0
+    ST_IGNORED = 1
+    ST_STALE = 2
+    ST_GAP = 3
+    ST_CROSSED = 4
+
+cdef enum:
+    TALLY_KEYFRAMES = 5         # BookCore.tally: after the ST_ codes
+    TALLY_SYNCS = 6
+    TALLY_SIZE = 7
+
+cdef enum:
+    NEED_ROOM = -2              # commit_narrow: a side needs more rows (Book._reserve, under the GIL)
+    NEED_WIDE = -3              # commit_narrow: the frame needs Book._commit_wide
+
+
+# What a Book knows that applying a frame reads and writes, in plain C, so that
+# BookSet.apply_block can apply a frame without the GIL (commit_narrow). Inside the Book object,
+# which never moves: a BookSet's index points at it. What applying reads comes first, so that it
+# spans as few cache lines as it can (with hundreds of books, a book is seldom in the CPU's
+# nearest cache).
+ctypedef struct BookCore:
+    Side sides[2]               # [0] asks, [1] bids
+    int64_t seq
+    int scale[2]                # [0] price, [1] amount: decimal places of the int64 units; -1 when wide
+    bint has_seq
+    bint synced
+    int64_t anomalies
+    unsigned long owner         # the thread of a BookSet.apply_block running on it, else 0
+    int64_t tally[TALLY_SIZE]   # what BookSet.apply_block did to this book, by ST_ code and TALLY_ index
+
+
 include "_index.pxi"
 include "_errors.pxi"
 
@@ -99,38 +134,6 @@ Snapshot = _TypedDict("Snapshot", {
     "bids": "list[tuple[str, str]]", "asks": "list[tuple[str, str]]",
 })
 
-
-cdef enum:
-    ST_APPLIED = 0
-    ST_IGNORED = 1
-    ST_STALE = 2
-    ST_GAP = 3
-    ST_CROSSED = 4
-
-cdef enum:
-    TALLY_KEYFRAMES = 5         # BookCore.tally: after the ST_ codes
-    TALLY_SYNCS = 6
-    TALLY_SIZE = 7
-
-cdef enum:
-    NEED_ROOM = -2              # commit_narrow: a side needs more rows (Book._reserve, under the GIL)
-    NEED_WIDE = -3              # commit_narrow: the frame needs Book._commit_wide
-
-
-# What a Book knows that applying a frame reads and writes, in plain C, so that
-# BookSet.apply_block can apply a frame without the GIL (commit_narrow). Inside the Book object,
-# which never moves: a BookSet's index points at it. What applying reads comes first, so that it
-# spans as few cache lines as it can (with hundreds of books, a book is seldom in the CPU's
-# nearest cache).
-ctypedef struct BookCore:
-    Side sides[2]               # [0] asks, [1] bids
-    int64_t seq
-    int scale[2]                # [0] price, [1] amount: decimal places of the int64 units; -1 when wide
-    bint has_seq
-    bint synced
-    int64_t anomalies
-    unsigned long owner         # the thread of a BookSet.apply_block running on it, else 0
-    int64_t tally[TALLY_SIZE]   # what BookSet.apply_block did to this book, by ST_ code and TALLY_ index
 
 # A recording's records (docs/recording.md): u32 length | u8 kind | i64 wall_ns | i64 mono_ns,
 # little-endian, then the payload.
@@ -311,6 +314,16 @@ cdef int _apply_change(list keys, list amounts, object key, object amount, int c
     return cp == 0
 
 
+cdef inline int _check_owner(unsigned long owner, str who, str name) except -1:
+    """Refuse a set or a book that BookSet.apply_block is applying a block to in another thread
+    (owner: that thread, 0 when none; see docs/rules.md, "Threads")."""
+    if owner != 0 and owner != PyThread_get_thread_ident():
+        raise RuntimeError(
+            f"{who} {name}: another thread is applying a block to it (BookSet.apply_block); "
+            "a BookSet and its books are used from one thread")
+    return 0
+
+
 cdef inline bint needs_room(const BookCore* b, const Parsed* ps, int side) noexcept nogil:
     """The side has fewer free rows than the frame has changes for it."""
     return ps.n[side] + (0 if ps.type == 431 else b.sides[side].n) > b.sides[side].cap
@@ -448,7 +461,7 @@ cdef class Book:
         cdef Py_ssize_t size
         cdef bint held
         cdef const unsigned char* buf
-        self._check_thread()
+        _check_owner(self._c.owner, "Book", self.pair)
         buf = _acquire(frame, &view, &size, &held, self.pair)
         if not held:                        # bytes and str: nothing to release
             return self._apply(buf, size)
@@ -637,14 +650,6 @@ cdef class Book:
             raise ValueError(f"n must be >= 0, got {n}")
         return (self._view(1, min(n, self._count(1))), self._view(0, min(n, self._count(0))))
 
-    cdef inline int _check_thread(self) except -1:
-        """Refuse a book that BookSet.apply_block is applying frames to in another thread."""
-        if self._c.owner != 0 and self._c.owner != PyThread_get_thread_ident():
-            raise RuntimeError(
-                f"Book {self.pair}: another thread is applying a block to its BookSet "
-                "(apply_block); a Book is used from one thread")
-        return 0
-
     cdef inline Py_ssize_t _count(self, int side):
         """Levels on a side (0 asks, 1 bids)."""
         return self._c.sides[side].n if self._wide is None else len(self._wide.keys[side])
@@ -652,7 +657,7 @@ cdef class Book:
     cdef inline object _view(self, int side, Py_ssize_t n):
         """The side's best n levels as a read-only numpy view of its rows (a copy when wide)."""
         cdef Py_ssize_t off
-        self._check_thread()
+        _check_owner(self._c.owner, "Book", self.pair)
         off = self._c.sides[side].off
         if self._wide is not None:
             return self._wide.array(side, n)
@@ -667,7 +672,7 @@ cdef class Book:
     cdef object _best(self, int side):
         """``(price_units, amount_units)`` of the side's best level, or None."""
         cdef int64_t* row
-        self._check_thread()
+        _check_owner(self._c.owner, "Book", self.pair)
         row = side_rows(&self._c.sides[side])
         if self._wide is not None:
             return self._wide.level(side, 0) if self._wide.keys[side] else None
@@ -722,7 +727,7 @@ cdef class Book:
     cdef list _side_text(self, int side):
         cdef Py_ssize_t i
         cdef const int64_t* lv
-        self._check_thread()
+        _check_owner(self._c.owner, "Book", self.pair)
         lv = side_rows(&self._c.sides[side])
         price_scale, amount_scale = self.price_scale, self.amount_scale
         if self._wide is not None:
@@ -814,8 +819,8 @@ cdef class BookSet:
     ``BookSet(scales=None)``: a book is created when its pair is first seen, with scales from
     ``scales[pair]`` (``{pair: (price_scale, amount_scale)}``), else ``obengine.DEFAULT_SCALES``,
     else (0, 0) and then inferred from the first snapshot (the rescale raises them). A read-only
-    mapping of pair to ``Book``. Not thread-safe; use it from one thread (``apply_block``, which
-    lets other threads run while it parses, refuses a second thread's ``apply``).
+    mapping of pair to ``Book``. Not thread-safe; use it from one thread (while ``apply_block``
+    lets other threads run, it refuses them the set and its books).
     """
     cdef dict _books
     cdef dict _scales
@@ -836,12 +841,6 @@ cdef class BookSet:
             free(self._scratch.changes[1])
             PyMem_Free(self._scratch)
 
-    cdef int _check_owner(self, str what) except -1:
-        if self._owner != 0 and self._owner != PyThread_get_thread_ident():
-            raise RuntimeError(
-                f"BookSet.{what}: another thread is applying a block to this set (apply_block); "
-                "a BookSet is used from one thread")
-        return 0
 
     def __init__(self, scales=None):
         self._books = {}
@@ -867,7 +866,7 @@ cdef class BookSet:
         cdef Py_ssize_t size
         cdef bint held
         cdef const unsigned char* buf
-        self._check_owner("apply")
+        _check_owner(self._owner, "BookSet", "apply")
         buf = _acquire(frame, &view, &size, &held, None)
         if not held:                        # bytes and str: nothing to release
             return self._apply(buf, size)
@@ -959,7 +958,7 @@ cdef class BookSet:
         cdef Py_ssize_t ignored = 0
         cdef list errors = []
         cdef unsigned long owner = self._owner
-        self._check_owner("apply_block")
+        _check_owner(self._owner, "BookSet", "apply_block")
         if self._scratch == NULL:
             self._scratch = <Parsed*>PyMem_Calloc(1, sizeof(Parsed))
             if self._scratch == NULL:
@@ -1040,8 +1039,6 @@ cdef class BookSet:
         entry.book = <PyObject*>book
         entry.name = PyBytes_AS_STRING(book._pair_bytes)
         entry.name_len = PyBytes_GET_SIZE(book._pair_bytes)
-        entry.sides = book._c.sides
-        entry.scale = book._c.scale
         entry.core = &book._c
         try:
             index_add(&self._index, &entry, len(self._books))

@@ -44,7 +44,7 @@ ctypedef struct Parsed:
     # routing: the book of the pair (borrowed), when parse_frame was given a BookSet's index and
     # the exchange's layout gave the pair before the levels; NULL otherwise
     PyObject* book
-    void* core                  # and its BookCore, when book is set
+    void* core                  # and its BookCore, when book is set (a BookCore*: defined after this file)
     # decoding buffers for escaped strings
     unsigned char psbuf[MAX_PAIR + 8]
     unsigned char evbuf[MAX_PAIR + 8]
@@ -880,8 +880,8 @@ cdef int _layout_frame(Parsed* ps, const void* index) noexcept nogil:
         if slot != NULL:
             ps.book = slot.book
             ps.core = slot.core
-            ps.scale[0] = slot.scale[0]
-            ps.scale[1] = slot.scale[1]
+            ps.scale[0] = slot.core.scale[0]
+            ps.scale[1] = slot.core.scale[1]
     q = _lit(q, end, b',"AO":', 6)
     if q == NULL:
         return 1

@@ -11,9 +11,7 @@ ctypedef struct PairSlot:
     PyObject* book                  # borrowed (the BookSet's dict holds it); NULL: an empty slot
     const char* name                # the book's pair name (the buffer of its bytes object)
     Py_ssize_t name_len
-    const Side* sides               # the book's [asks, bids] (inside the book, which never moves)
-    const int* scale                # the book's [price, amount] scales (likewise)
-    void* core                      # the book's BookCore (likewise; sides and scale are in it)
+    BookCore* core                  # the book's C state (inside the book, which never moves)
 
 ctypedef struct PairIndex:
     PairSlot* slots
@@ -59,7 +57,7 @@ cdef const PairSlot* index_route(const void* index, const unsigned char* name, P
     __builtin_prefetch(<const char*>slot.book + 64)
     __builtin_prefetch(<const char*>slot.book + 128)
     for side in range(2):
-        s = &slot.sides[side]
+        s = &slot.core.sides[side]
         # byte offsets in the side's block of rows, kept inside it
         block = s.cap * 2 * <Py_ssize_t>sizeof(int64_t)
         first = s.off * 2 * <Py_ssize_t>sizeof(int64_t)

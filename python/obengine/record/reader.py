@@ -21,7 +21,7 @@ import glob
 import logging
 import os
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -170,7 +170,7 @@ def iter_blocks(path: str | os.PathLike[str], *, stats: ReadStats | None = None)
         window = _Window(f, name)
         pos = 0
         while pos < size:
-            head = _read_header(f, name, pos, window.read)
+            head = _read_header(window, pos)
             if len(head) < BLOCK_HEADER_SIZE and _HEADER_START.startswith(head[: len(_HEADER_START)]):
                 _truncated(stats, name, pos, size, "a block header cut short")
                 return
@@ -270,17 +270,14 @@ def _pread(f: BinaryIO, name: str, offset: int, n: int) -> bytes:
         ) from e
 
 
-def _read_header(
-    f: BinaryIO, name: str, pos: int, read: Callable[[int, int], bytes | memoryview] | None = None
-) -> bytes:
+def _read_header(window: _Window, pos: int) -> bytes:
     """The block header at ``pos``: 52 bytes, or as many as its size field says when that is
     another size (a header of another version, which must be read whole to check its CRC)."""
-    get = read if read is not None else (lambda offset, n: _pread(f, name, offset, n))
-    head = bytes(get(pos, BLOCK_HEADER_SIZE))
+    head = bytes(window.read(pos, BLOCK_HEADER_SIZE))
     if len(head) >= 8 and head.startswith(BLOCK_MAGIC):
         payload = int.from_bytes(head[4:8], "little")
         if payload != BLOCK_HEADER_SIZE - 8 and 12 <= payload <= _MAX_PAYLOAD_SIZE:
-            head = bytes(get(pos, 8 + payload))
+            head = bytes(window.read(pos, 8 + payload))
     return head
 
 
@@ -294,6 +291,7 @@ def _scan(f: BinaryIO, name: str, start: int, size: int) -> tuple[int, bool]:
     returns whether any block magic was seen."""
     saw = False
     tail: int | None = None
+    window = _Window(f, name)           # the candidates' headers and frames
     pos = start
     while pos < size:
         chunk = _pread(f, name, pos, _SCAN_CHUNK + len(BLOCK_MAGIC) - 1)
@@ -302,7 +300,7 @@ def _scan(f: BinaryIO, name: str, start: int, size: int) -> tuple[int, bool]:
             saw = True
             at = pos + i
             i = chunk.find(BLOCK_MAGIC, i + 1)
-            head = _read_header(f, name, at)
+            head = _read_header(window, at)
             if len(head) < BLOCK_HEADER_SIZE:
                 if tail is None and _HEADER_START.startswith(head[: len(_HEADER_START)]):
                     tail = at
@@ -318,7 +316,7 @@ def _scan(f: BinaryIO, name: str, start: int, size: int) -> tuple[int, bool]:
                 if tail is None:
                     tail = at
                 continue
-            frame = _pread(f, name, at + BLOCK_HEADER_SIZE, header.compressed_size)
+            frame = window.read(at + BLOCK_HEADER_SIZE, header.compressed_size)
             if zlib.crc32(frame) == header.data_crc32:
                 return at, saw
         pos += _SCAN_CHUNK
