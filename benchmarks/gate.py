@@ -49,6 +49,9 @@ def _report_feed(timings: dict[str, dict[str, Any]]) -> None:
             return float(r.info.get("paired_floor_wall_s_min") or wall(floor))
 
         line = f"  {workload}  feed/transport floor = {wall(ob) / floor_wall(ob):6.3f} (target <= 1.2)"
+        own = next((r for r in results.values() if r.kind == "transport"), None)
+        if own is not None:   # the feed's own transport (picows), each against its paired websockets floor
+            line += f"    feed/{own.path} = {(wall(ob) / floor_wall(ob)) / (wall(own) / floor_wall(own)):5.2f}x"
         if peer is not None:
             line += f"    peer ({peer.path}) / feed = {wall(peer) / wall(ob):5.1f}x (target >= 2)"
         print(line + "   [reported, not gated]")

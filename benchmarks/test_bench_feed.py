@@ -3,7 +3,9 @@ as fast as the client takes them (``feed_server.py``), through three clients, ti
 wall time and in the client process's CPU time, as ratios from one run.
 
 - ``websockets-floor``: a bare ``websockets`` receive loop that only counts messages (the
-  transport floor);
+  transport floor, as issue 11 names it);
+- ``picows-floor``: a bare ``picows`` listener that only counts messages: the transport the
+  feed itself stands on (``obengine._wsconn``), to show what the feed adds to it;
 - ``obengine-feed``: ``obengine.connect()`` and ``async for update in feed``: every frame
   applied to its exact book, one update per frame;
 - ``websockets+order-book``: the same receive loop with ``orjson.loads`` and the C
@@ -17,8 +19,9 @@ stream framed in advance at the kernel's speed, so the client is always the slow
 feed's and the peer's ratios to the floor are taken against a floor round run just before each
 of their rounds (``paired_floor_*``): rounds seconds apart, not a minute.
 
-Targets (issue 11): obengine's feed at most 1.2x the floor, the peer path at least 2x obengine's
-feed. Reported, not gated (``report.py`` shows the table).
+Targets (issue 11): obengine's feed at most 1.2x the (websockets) floor, the peer path at least
+2x obengine's feed. Reported, not gated (``report.py`` shows the table, ``gate.py`` the ratios,
+the feed's over the picows floor too).
 """
 from __future__ import annotations
 
@@ -124,6 +127,44 @@ def _floor_round(url: str, count: int, skip: int) -> Callable[[Clock], int]:
         return seen
 
     return lambda clock: asyncio.run(run(clock))
+
+
+def _picows_round(url: str, count: int, skip: int) -> Callable[[Clock], int]:
+    """One round of a bare picows listener that counts text messages: the feed's own
+    transport, without the feed."""
+    from picows import WSListener, WSMsgType, ws_connect
+
+    async def run(clock: Clock) -> int:
+        done = asyncio.get_running_loop().create_future()
+
+        class Count(WSListener):  # type: ignore[misc]
+            seen = 0
+
+            def on_ws_frame(self, transport: Any, frame: Any) -> None:
+                if frame.msg_type is WSMsgType.TEXT:
+                    frame.get_payload_as_bytes()          # the message as bytes, as the feed takes it
+                    self.seen += 1
+                    if self.seen == skip:
+                        clock.first()
+                    elif self.seen == count:
+                        clock.last()
+                        done.set_result(self.seen)
+
+        transport, _ = await ws_connect(Count, url, max_frame_size=2**24)
+        seen = await done
+        transport.send_close()
+        transport.disconnect()
+        return int(seen)
+
+    return lambda clock: asyncio.run(run(clock))
+
+
+def test_feed_picows_floor(benchmark: Any, server: tuple[str, int], workload_data: Any, short: bool) -> None:
+    url, count = server
+    wl = workload_data[WORKLOAD]
+    skip = _skip(wl)
+    _measure(benchmark, "picows-floor", "transport", wl, count, _picows_round(url, count, skip), short,
+             paired_floor=_floor_round(url, count, skip))
 
 
 def test_feed_floor(benchmark: Any, server: tuple[str, int], workload_data: Any, short: bool) -> None:

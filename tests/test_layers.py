@@ -12,7 +12,7 @@ SANS_IO = [
     "obengine.record",   # the file layer: blocking file I/O, no network, no asyncio
     "obengine.replay",   # files and a reading thread; processes and Dask live in obengine._parallel
 ]
-IO_MODULES = ["asyncio", "socket", "ssl", "httpx", "h11", "websockets", "selectors"]
+IO_MODULES = ["asyncio", "socket", "ssl", "httpx", "h11", "websockets", "picows", "selectors"]
 
 
 @pytest.mark.parametrize("module", SANS_IO)
@@ -22,5 +22,7 @@ def test_sans_io_module_imports_no_io_library(module: str) -> None:
 
 
 def test_the_io_layer_does_import_its_libraries() -> None:
-    """The check above can fail: the REST client's module does import httpx."""
+    """The check above can fail: the REST client's module does import httpx, the feed's
+    picows."""
     assert modules_imported_by("obengine.rest", ["httpx"]) == ["httpx"]
+    assert modules_imported_by("obengine.feed", ["picows", "asyncio"]) == ["picows", "asyncio"]

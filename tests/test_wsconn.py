@@ -12,12 +12,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
-from websockets.exceptions import InvalidStatus
 from websockets.http11 import Request, Response
 from websockets.server import ServerProtocol
 
 import obengine
-from obengine._wsconn import HIGH_WATER, Connection, open_connection
+from obengine._wsconn import HIGH_WATER, Connection, HandshakeFailed, InvalidURL, open_connection
 
 GUARD_S = 20.0
 
@@ -28,7 +27,7 @@ def run(test: Callable[[], Awaitable[None]]) -> None:
 
 async def _open(url: str, ping_interval_s: float | None = None, ping_timeout_s: float | None = None) -> Connection:
     return await open_connection(
-        url, compression=None, open_timeout_s=5.0, ping_interval_s=ping_interval_s, ping_timeout_s=ping_timeout_s,
+        url, open_timeout_s=5.0, ping_interval_s=ping_interval_s, ping_timeout_s=ping_timeout_s,
     )
 
 
@@ -121,9 +120,9 @@ def test_a_refused_handshake_raises_the_servers_status() -> None:
 
     async def test() -> None:
         async with serve(lambda ws: ws.wait_closed(), "127.0.0.1", 0, process_request=refuse) as server:
-            with pytest.raises(InvalidStatus) as info:
+            with pytest.raises(HandshakeFailed) as info:
                 await _open(f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}")
-        assert info.value.response.status_code == 503
+        assert info.value.status == 503 and "503" in str(info.value)
 
     run(test)
 
@@ -196,6 +195,48 @@ def test_the_handshake_sends_a_user_agent_naming_obengine() -> None:
         async with serve(lambda ws: ws.wait_closed(), "127.0.0.1", 0, process_request=record) as server:
             conn = await _open(f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}")
             await conn.close()
-        assert agents and agents[0].startswith("obengine ")
+        assert agents and agents[0].startswith("obengine/") and " picows/" in agents[0]
+
+    run(test)
+
+
+def test_tls_is_verified_against_the_systems_trust_store() -> None:
+    """A ``wss://`` server whose certificate no trusted authority signed is refused; the same
+    server is accepted once its authority is trusted (``SSL_CERT_FILE``, read by OpenSSL's
+    default paths), so the refusal is the verification, not a broken TLS path."""
+    import os
+    import ssl
+
+    import trustme          # the test extra
+    authority = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("localhost").configure_cert(server_context)
+
+    async def test() -> None:
+        async with serve(lambda ws: ws.wait_closed(), "localhost", 0, ssl=server_context) as server:
+            url = f"wss://localhost:{server.sockets[0].getsockname()[1]}"
+            with pytest.raises(ssl.SSLCertVerificationError):
+                await _open(url)
+            with authority.cert_pem.tempfile() as ca_file:
+                before = os.environ.get("SSL_CERT_FILE")
+                os.environ["SSL_CERT_FILE"] = ca_file
+                try:
+                    conn = await _open(url)
+                finally:
+                    if before is None:
+                        del os.environ["SSL_CERT_FILE"]
+                    else:
+                        os.environ["SSL_CERT_FILE"] = before
+            await conn.close()
+
+    run(test)
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:1/", "ws:///no-host", "127.0.0.1:9000"])
+def test_a_url_that_is_not_a_websocket_url_is_refused_before_connecting(url: str) -> None:
+    async def test() -> None:
+        with pytest.raises(InvalidURL, match="isn't a valid URL") as info:
+            await _open(url)
+        assert isinstance(info.value, ValueError) and url in str(info.value)
 
     run(test)

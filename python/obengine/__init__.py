@@ -46,7 +46,7 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> object:
-    # connect() lives in the I/O layer (asyncio, websockets): imported when first asked for, so
+    # connect() lives in the I/O layer (asyncio, picows): imported when first asked for, so
     # that importing obengine for its books pulls in no I/O library.
     if name == "connect":
         from obengine.feed import connect

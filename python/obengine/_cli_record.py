@@ -149,8 +149,7 @@ async def _pairs(args: argparse.Namespace) -> list[str] | None:
 
 
 async def _run(args: argparse.Namespace) -> int:
-    from websockets.exceptions import InvalidURI
-
+    from obengine._wsconn import InvalidURL
     from obengine.recorder import Recorder
 
     pairs = await _pairs(args)
@@ -198,7 +197,7 @@ async def _run(args: argparse.Namespace) -> int:
     except AuthError as exc:
         log.error("%s", exc)
         return EXIT_AUTH
-    except InvalidURI as exc:
+    except InvalidURL as exc:
         log.error("%s", exc)
         return EXIT_START
     finally:

@@ -8,9 +8,9 @@ gaps, bad frames and dropped connections.
             bids, asks = book.top(5)                   # valid until the loop asks for the next one
 
 This is the I/O layer: it moves bytes between a websocket connection
-(:mod:`obengine._wsconn`: websockets' sans-I/O client protocol on an asyncio transport) and a
+(:mod:`obengine._wsconn`: picows, a websocket client in Cython, on asyncio) and a
 :class:`obengine.protocol.FeedProtocol`, which decides everything else (joins, resyncs,
-timeouts); only these modules import asyncio and websockets.
+timeouts); only these modules import asyncio and the websocket client.
 
 **Pull, not push.** A book changes only when the loop asks for the next update. So a view read
 inside the loop (``book.bids``, ``book.top(n)``) stays valid until the loop asks for the next
@@ -43,10 +43,8 @@ from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from types import TracebackType
 
-from websockets.exceptions import InvalidHandshake, InvalidURI
-
 from obengine._core import BookSet
-from obengine._wsconn import Connection, open_connection
+from obengine._wsconn import Connection, HandshakeFailed, InvalidURL, open_connection
 from obengine.auth import BtcTurkSigner, check_ws_login
 from obengine.errors import ObengineError
 from obengine.protocol import (
@@ -118,7 +116,6 @@ def connect(
     snapshot_timeout_s: float = 10.0,
     reconnect_initial_s: float = 0.5,
     reconnect_max_s: float = 30.0,
-    compression: str | None = None,
 ) -> Feed:
     """A live feed of the pairs' books; use it as ``async with connect(...) as feed:``.
 
@@ -149,15 +146,16 @@ def connect(
         snapshot_timeout_s: how long a join may wait for its 431 (then it is reported and
             tried again).
         reconnect_initial_s, reconnect_max_s: the reconnect backoff's first and largest delay.
-        compression: ``None`` (the default: the exchange does not compress, and a frame stays the
-            bytes received) or ``"deflate"`` to offer permessage-deflate.
+
+    No compression is negotiated: the exchange does not offer it, and each message reaches the
+    books as the bytes received. An invalid ``url`` raises :class:`ValueError` from the loop.
     """
     return Feed(
         pairs, url, scales, channels, credentials, rest_url=rest_url, on_update=on_update,
         on_message=on_message, on_event=on_event,
         ping_interval_s=ping_interval_s, ping_timeout_s=ping_timeout_s, open_timeout_s=open_timeout_s,
         silence_timeout_s=silence_timeout_s, snapshot_timeout_s=snapshot_timeout_s,
-        reconnect_initial_s=reconnect_initial_s, reconnect_max_s=reconnect_max_s, compression=compression,
+        reconnect_initial_s=reconnect_initial_s, reconnect_max_s=reconnect_max_s,
     )
 
 
@@ -185,7 +183,6 @@ class Feed:
         snapshot_timeout_s: float,
         reconnect_initial_s: float,
         reconnect_max_s: float,
-        compression: str | None = None,
     ) -> None:
         if isinstance(pairs, str):
             raise TypeError("pairs must be a sequence of symbols, not one string")
@@ -205,7 +202,6 @@ class Feed:
         self._silence_s = silence_timeout_s
         self._snapshot_timeout_s = snapshot_timeout_s
         self._reconnect = (reconnect_initial_s, reconnect_max_s)
-        self._compression = compression
         self._proto: FeedProtocol | None = None
         self._conn: Connection | None = None
         self._tick_at = 0.0
@@ -448,13 +444,13 @@ class Feed:
         interval, timeout = self._ping
         try:
             conn = await open_connection(
-                self.url, compression=self._compression, open_timeout_s=self._open_timeout_s,
+                self.url, open_timeout_s=self._open_timeout_s,
                 ping_interval_s=interval, ping_timeout_s=timeout, stamping=self._on_message is not None,
             )
-        except InvalidURI:
+        except InvalidURL:
             raise
-        except (InvalidHandshake, OSError, TimeoutError) as exc:
-            status = getattr(getattr(exc, "response", None), "status_code", None)
+        except (OSError, TimeoutError) as exc:                # HandshakeFailed is an OSError
+            status = exc.status if isinstance(exc, HandshakeFailed) else None
             if status is not None:
                 self.refused_handshakes += 1
             delay = next(self._delays)
