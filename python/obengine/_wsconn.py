@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 import ssl
 import time
 from collections import deque
@@ -49,6 +50,15 @@ log = logging.getLogger("obengine.feed")
 HIGH_WATER = 4096       # buffered messages at which the socket stops being read
 LOW_WATER = 1024        # ... and starts again
 MAX_MESSAGE = 2**24      # bytes: a larger message (or frame) closes the connection (1009)
+# The socket's receive buffer, fixed (Linux doubles it for its bookkeeping, and stops tuning
+# it). Left to the kernel it grows to tcp_rmem's maximum (32 MiB on the machine CI runs on)
+# under a fast stream whose reader is paused; one read can then return all of it, and picows
+# doubles its own read buffer whenever a read fills it: 50 MiB more a connection in CI's
+# recorder soak. Fixed, a read brings at most about 512 KiB, and picows' buffer and the
+# messages read past HIGH_WATER stay within a few MiB. That still carries 5 MB/s at a 100 ms
+# round trip: sixty times the feed's rate of 380 pairs, and its burst of snapshots in well
+# under a second.
+RECEIVE_BUFFER = 256 << 10
 CLOSE_TIMEOUT_S = 1.0
 
 
@@ -183,6 +193,9 @@ class Connection(WSListener):
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self._transport = transport
+        sock = transport.underlying_transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         if frame.msg_type is _TEXT and frame.fin:
