@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 
 import json
+import logging
 import random
 import sys
 from collections import defaultdict
@@ -669,3 +670,30 @@ def test_importing_the_export_module_imports_no_optional_or_network_library() ->
         "pyarrow", "matplotlib", "distributed", "dask", "hftbacktest", "asyncio", "socket", "httpx", "websockets",
     ]) == []
 
+
+
+def test_malformed_frames_are_logged_up_to_the_limit_then_counted(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A recording of a misbehaving feed may hold a great many malformed frames: each export
+    logs the first WARN_LIMIT of a segment one by one, then only their count, and goes on."""
+    from obengine.replay import WARN_LIMIT
+
+    bad = WARN_LIMIT + 15
+    sim = FeedSimulator.many(2, seed=5)
+    live = BookSet()
+    with Recording(tmp_path / "rec", prefix="bad", header=lambda: {"scales": scales(live)},
+                   keyframes=lambda: keyframes(live), fsync=False) as recording:
+        for i, frame in enumerate(sim.frames(200)):
+            recording.add(Kind.FRAME, BASE + i * MS, i * MS, frame)
+            live.apply(frame)
+            if 50 <= i < 50 + bad:
+                recording.add(Kind.FRAME, BASE + i * MS, i * MS, b'[432,{"CS":1,"PS":"BTCTRY","AO":[{"CP":0,"P":"x"}]')
+        paths = list(recording.paths)
+    for export in (lambda: to_parquet(paths, tmp_path / "pq", depth=DEPTH, every_ms=EVERY_MS),
+                   lambda: to_hftbacktest(paths, tmp_path / "hbt")):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="obengine"):
+            written = export()
+        one_by_one = [r for r in caplog.records if "record at byte" in r.getMessage()]
+        assert len(one_by_one) == WARN_LIMIT and "counted, not logged" in one_by_one[-1].getMessage()
+        assert f"{bad} malformed frames skipped in all" in caplog.text
+        assert len(written) == 2

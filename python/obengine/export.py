@@ -65,7 +65,7 @@ from obengine._core import Book, BookSet, Status
 from obengine.errors import FrameError, MissingExtraError
 from obengine.record.format import BLOCK_HEADER_SIZE, RECORD_HEADER_SIZE, Kind
 from obengine.record.reader import Block, ReadStats, iter_blocks
-from obengine.replay import Paths, segment_books, segment_files
+from obengine.replay import WARN_LIMIT, Paths, segment_books, segment_files
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -124,8 +124,25 @@ def _wall(data: bytes, offset: int) -> int:
     return int.from_bytes(data[offset + 5 : offset + 13], "little", signed=True)
 
 
-def _frame_error(path: str, block: Block, offset: int, error: FrameError) -> None:
-    log.warning("%s: block at byte %d, record at byte %d: %s", path, block.offset, offset, error)
+class _FrameErrors:
+    """A segment's malformed frames, as replay reports them: the first ``WARN_LIMIT`` logged
+    one by one, the rest counted, and the count logged by :meth:`done`. A recording of a
+    misbehaving feed can hold millions; each is skipped, none stops the export."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.count = 0
+
+    def __call__(self, block: Block, offset: int, error: FrameError) -> None:
+        self.count += 1
+        if self.count <= WARN_LIMIT:
+            more = " (further malformed frames are counted, not logged)" if self.count == WARN_LIMIT else ""
+            log.warning("%s: block at byte %d, record at byte %d: %s%s",
+                        self.path, block.offset, offset, error, more)
+
+    def done(self) -> None:
+        if self.count > WARN_LIMIT:
+            log.warning("%s: %d malformed frames skipped in all", self.path, self.count)
 
 
 def _block_bytes(block: Block) -> int:
@@ -310,6 +327,7 @@ def _sample_segment(
     """Sample one segment on its own, replayed from its keyframes (see the module docstring).
     Module level and picklable with ``functools.partial``: what a worker runs."""
     result = _Segment(os.fspath(path))
+    errors = _FrameErrors(result.path)
     books: BookSet | None = None
     collectors: dict[str, _Collector] = {}
     t: int | None = None
@@ -322,7 +340,7 @@ def _sample_segment(
         if t is None:
             first = next((off for off in offsets if data[off + 4] == _FRAME), None)
             if first is None:  # the header and keyframes, events: applied whole
-                _apply(books, result.path, block, 0, None)
+                _apply(books, errors, block, 0, None)
                 if on_block is not None:
                     on_block(_block_bytes(block))
                 continue
@@ -333,7 +351,7 @@ def _sample_segment(
             result.last_ns = _wall(data, last)
         pos, size = 0, len(data)
         while True:
-            pos = _apply(books, result.path, block, pos, t)
+            pos = _apply(books, errors, block, pos, t)
             if pos >= size:
                 break
             # stopped before a frame received after t: the books are as they are at every
@@ -343,6 +361,7 @@ def _sample_segment(
             t += n * every_ns
         if on_block is not None:
             on_block(_block_bytes(block))
+    errors.done()
     result.next_ns = t
     result.states = {pair: c.states() for pair, c in collectors.items()}
     if books is not None and t is not None:
@@ -352,10 +371,10 @@ def _sample_segment(
     return result
 
 
-def _apply(books: BookSet, path: str, block: Block, start: int, until_ns: int | None) -> int:
-    end, _ignored, errors = books.apply_block(block.data, start, until_ns)
-    for offset, error in errors:
-        _frame_error(path, block, offset, error)
+def _apply(books: BookSet, errors: _FrameErrors, block: Block, start: int, until_ns: int | None) -> int:
+    end, _ignored, failed = books.apply_block(block.data, start, until_ns)
+    for offset, error in failed:
+        errors(block, offset, error)
     return end
 
 
@@ -968,7 +987,7 @@ def to_hftbacktest(
         return e
 
     for path in files:
-        name = os.fspath(path)
+        errors = _FrameErrors(os.fspath(path))
         for block in iter_blocks(path, stats=stats):
             if books is None:
                 books = segment_books(block)
@@ -977,19 +996,20 @@ def to_hftbacktest(
                 # a segment's header and keyframes: they change nothing in books already
                 # replayed; a book they do change (or make) is given as a snapshot
                 before = {pair: _signature(book) for pair, book in books.items()}
-                _apply(books, name, block, 0, None)
+                _apply(books, errors, block, 0, None)
                 ts = _wall(data, 0)
                 for pair, book in books.items():
                     if book.synced and before.get(pair) != _signature(book):
                         of(pair).snapshot(book, ts)
             else:
-                _hbt_frames(books, name, block, of)
+                _hbt_frames(books, errors, block, of)
             for pair, book in books.items():
                 old = scales.get(pair, (0, 0))
                 scales[pair] = (max(old[0], book.price_scale), max(old[1], book.amount_scale))
             done += _block_bytes(block)
             if progress is not None:
                 progress(done, total)
+        errors.done()
     out = Path(out_path)
     out.mkdir(parents=True, exist_ok=True)
     written = []
@@ -1015,7 +1035,7 @@ def to_hftbacktest(
     return written
 
 
-def _hbt_frames(books: BookSet, path: str, block: Block, of: Callable[[str], _Events]) -> None:
+def _hbt_frames(books: BookSet, errors: _FrameErrors, block: Block, of: Callable[[str], _Events]) -> None:
     """The events of a block's book frames, applied one by one."""
     data = block.data
     view = memoryview(data)
@@ -1030,7 +1050,7 @@ def _hbt_frames(books: BookSet, path: str, block: Block, of: Callable[[str], _Ev
         try:
             pair, status = apply(payload)
         except FrameError as e:
-            _frame_error(path, block, offset, e)
+            errors(block, offset, e)
             continue
         if pair is None or status is Status.STALE or status is Status.IGNORED:
             continue
