@@ -259,3 +259,48 @@ def test_a_url_that_is_not_a_websocket_url_is_refused_before_connecting(url: str
         assert isinstance(info.value, ValueError) and url in str(info.value)
 
     run(test)
+
+
+def test_messages_before_a_protocol_error_come_whole_and_stamped() -> None:
+    """A read whose last frame breaks the protocol (a reserved opcode): the messages before it
+    are delivered, each with its receive time (the recorder's stamps), then the loss."""
+    from websockets.frames import Frame, Opcode
+
+    good = [b'[432,{"CS":%d}]' % i for i in range(5)]
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        protocol = ServerProtocol()
+        while True:
+            protocol.receive_data(await reader.read(65536))
+            requests = [e for e in protocol.events_received() if isinstance(e, Request)]
+            if requests:
+                break
+        protocol.send_response(protocol.accept(requests[0]))
+        for out in protocol.data_to_send():
+            writer.write(out)
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        # one write: five text frames, then a frame with the reserved opcode 3
+        writer.write(b"".join(Frame(Opcode.TEXT, m).serialize(mask=False) for m in good) + b"\x83\x01x")
+        await writer.drain()
+        await reader.read()                      # until the client closes
+        writer.close()
+
+    async def test() -> None:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        async with server:
+            conn = await open_connection(
+                f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}", open_timeout_s=5.0,
+                ping_interval_s=None, ping_timeout_s=None, stamping=True,
+            )
+            got = []
+            while not (conn.lost and not conn.messages):
+                assert await conn.wait(GUARD_S), "neither a message nor the loss within the guard"
+                while conn.messages:
+                    got.append(conn.take_stamped())
+            await conn.close()
+        assert [m for m, _, _ in got] == good
+        assert all(wall > 0 and mono > 0 for _, wall, mono in got)
+        assert conn.lost and "1002" in conn.reason and "opcode" in conn.reason, conn.reason
+
+    run(test)

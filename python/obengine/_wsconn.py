@@ -206,10 +206,17 @@ class Connection(WSListener):
             self._read_done()
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
+        self._stamp()       # every message handed over has its time, however the connection ended
         self._stop_timers()
         if not self._closed.done():
             self._closed.set_result(None)
-        self._lose(self._close_rcvd or "lost (EOF)")
+        reason = self._close_rcvd
+        if reason is None:
+            handshake = transport.close_handshake
+            sent = handshake.sent if handshake is not None else None
+            if sent is not None and sent.code != WSCloseCode.OK:   # picows refused what came
+                reason = f"closed by the client ({int(sent.code)} {sent.reason or ''})".replace(" )", ")")
+        self._lose(reason or "lost (EOF)")
 
     # -- internals ------------------------------------------------------------------------------
 
@@ -218,14 +225,18 @@ class Connection(WSListener):
         mark, wake the reader."""
         messages = self.messages
         if self.stamping:
-            received = self._taken + len(messages)
-            if received > self._received:
-                self._received = received
-                self._stamps.append((received, time.time_ns(), time.monotonic_ns()))
+            self._stamp()
         if len(messages) >= HIGH_WATER and not self._paused and self._transport is not None:
             self._paused = True
             self._transport.underlying_transport.pause_reading()
         self._wake()
+
+    def _stamp(self) -> None:
+        """Give the messages received since the last stamp this read's time."""
+        received = self._taken + len(self.messages)
+        if self.stamping and received > self._received:
+            self._received = received
+            self._stamps.append((received, time.time_ns(), time.monotonic_ns()))
 
     def _frame(self, transport: WSTransport, frame: WSFrame) -> None:
         opcode = frame.msg_type
