@@ -102,9 +102,11 @@ def main(argv: list[str] | None = None) -> int:
         speedup = peer.seconds / ob.seconds
         ok_floor = floor_ratio <= args.max_floor_ratio
         ok_peer = speedup >= args.min_peer_speedup
+        paired = ob.info.get("paired_floor_s_min")
         print(
             f"  {workload:<13} obengine/floor = {floor_ratio:6.3f} {'ok ' if ok_floor else 'FAIL'}   "
             f"best peer ({peer.path}) / obengine = {speedup:7.1f}x {'ok' if ok_peer else 'FAIL'}"
+            + (f"   paired rounds: obengine/floor = {ob.seconds / paired:6.3f}" if paired else "")
         )
         if not ok_floor:
             failures.append(

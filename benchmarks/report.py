@@ -154,6 +154,9 @@ def report(filename: str, stat: str = DEFAULT_STAT, markdown: bool = False) -> s
             line = f"best peer ({best.path}) / obengine: {best.seconds / ob.seconds:.1f}x"
             if floor and not per_read:
                 line += f"; obengine / orjson floor: {ob.seconds / floor.seconds:.3f}"
+            paired = ob.info.get("paired_floor_s_min")
+            if paired:
+                line += f" (each round against a floor round run just before it: {ob.seconds / paired:.3f})"
             out.append(line)
             fastest = best_peer_of(results, variants=True)
             if fastest is not None and fastest is not best:
