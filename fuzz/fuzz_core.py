@@ -132,7 +132,7 @@ if os.environ.get("FUZZ_INSTRUMENT_REFERENCE", "0") == "1":
 else:
     import reference  # noqa: E402
 
-from helpers import block_outcome  # noqa: E402
+from helpers import as_bytes, block_outcome  # noqa: E402
 from reference import RefBook, RefBookSet  # noqa: E402
 
 # The reference parses each frame once: RefBookSet.apply calls the module's parse_frame, which
@@ -524,9 +524,8 @@ class Run:
         if has_lone_surrogate(frame):       # no UTF-8 to record: the str path, as apply took it
             outcome = core_outcome(books, frame, where)
         else:
-            data = frame.encode("utf-8") if isinstance(frame, str) else bytes(frame)
             try:
-                outcome = block_outcome(books, data)
+                outcome = block_outcome(books, as_bytes(frame))
             except AssertionError as exc:
                 raise Mismatch(f"{where}: {exc}") from exc
             except Exception as exc:  # noqa: BLE001 - any exception is a finding

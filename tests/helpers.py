@@ -111,6 +111,11 @@ def set_state(books: Any) -> dict[str, State]:
     return {pair: state(books[pair]) for pair in books}
 
 
+def as_bytes(frame: Any) -> bytes:
+    """A frame given as ``str``, ``bytes`` or a buffer, as the UTF-8 bytes a recording holds."""
+    return frame.encode("utf-8") if isinstance(frame, str) else bytes(frame)
+
+
 def record_block(frames: Iterable[bytes], wall0: int = 0) -> bytes:
     """A recording block's records (docs/recording.md): each frame a FRAME record, received at
     ``wall0 + i`` ns (and monotonic ``i``)."""

@@ -29,7 +29,7 @@ from hypothesis import HealthCheck, Phase, find, given, settings
 from hypothesis import strategies as st
 
 import obengine
-from helpers import block_outcome, outcome, record_block, set_state, state
+from helpers import as_bytes, block_outcome, outcome, record_block, set_state, state
 from obengine import Status
 from reference import RefBook, RefBookSet, decimal_places
 
@@ -607,10 +607,6 @@ def test_native_bookset_matches_the_model_on_simulated_100_level_streams(profile
         assert book.anomalies == sim.anomalies(pair) and book.synced
 
 
-def _as_bytes(frame: Any) -> bytes:
-    return frame.encode("utf-8") if isinstance(frame, str) else bytes(frame)
-
-
 @SETTINGS
 @given(st.data())
 def test_apply_block_matches_the_model_record_by_record_and_as_one_block(data: st.DataObject) -> None:
@@ -621,7 +617,7 @@ def test_apply_block_matches_the_model_record_by_record_and_as_one_block(data: s
     pairs = data.draw(st.lists(st.sampled_from(["BTCTRY", "ETHTRY", "XRPTRY", "SHIBTRY"]),
                                min_size=2, unique=True), label="pairs")
     _markets, line = data.draw(streams(tuple(pairs)), label="stream")
-    frames = [_as_bytes(f) for f in line]
+    frames = [as_bytes(f) for f in line]
     ref, one, whole = RefBookSet(), obengine.BookSet(), obengine.BookSet()
     expected_errors, expected_ignored = 0, 0
     counts: dict[str, list[int]] = {}

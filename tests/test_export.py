@@ -671,7 +671,6 @@ def test_importing_the_export_module_imports_no_optional_or_network_library() ->
     ]) == []
 
 
-
 def test_malformed_frames_are_logged_up_to_the_limit_then_counted(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """A recording of a misbehaving feed may hold a great many malformed frames: each export
     logs the first WARN_LIMIT of a segment one by one, then only their count, and goes on."""

@@ -866,13 +866,3 @@ def test_a_replay_from_any_segment_rebuilds_the_recorded_books(tmp_path: Path) -
                         books.apply(record.data)
             assert {p: (books[p].snapshot(), books[p].wide) for p in books} == expected
 
-
-# -- layers ---------------------------------------------------------------------------------------
-
-
-def test_importing_the_record_package_pulls_in_no_network_or_asyncio_library() -> None:
-    from helpers import modules_imported_by
-
-    assert modules_imported_by(
-        "obengine.record", ["asyncio", "socket", "ssl", "selectors", "httpx", "h11", "websockets"]
-    ) == []

@@ -33,9 +33,10 @@ def run(test: Callable[[], Awaitable[None]]) -> None:
     asyncio.run(asyncio.wait_for(test(), 60))
 
 
-async def _open(url: str, ping_interval_s: float | None = None, ping_timeout_s: float | None = None) -> Connection:
+async def _open(url: str, ping_interval_s: float | None = None, ping_timeout_s: float | None = None,
+                stamping: bool = False) -> Connection:
     return await open_connection(
-        url, open_timeout_s=5.0, ping_interval_s=ping_interval_s, ping_timeout_s=ping_timeout_s,
+        url, open_timeout_s=5.0, ping_interval_s=ping_interval_s, ping_timeout_s=ping_timeout_s, stamping=stamping,
     )
 
 
@@ -146,6 +147,24 @@ def test_a_refused_handshake_raises_the_servers_status() -> None:
     run(test)
 
 
+async def _accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> ServerProtocol | None:
+    """A bare server's side of the opening handshake, on websockets' sans-I/O protocol: the
+    protocol, open, with the response written; ``None`` if the client left first."""
+    protocol = ServerProtocol()
+    while True:
+        data = await reader.read(65536)
+        if not data:
+            return None
+        protocol.receive_data(data)
+        requests = [e for e in protocol.events_received() if isinstance(e, Request)]
+        if requests:
+            break
+    protocol.send_response(protocol.accept(requests[0]))
+    for out in protocol.data_to_send():
+        writer.write(out)
+    return protocol
+
+
 async def _deaf_server() -> AsyncIterator[int]:
     """A websocket server that accepts, sends a hello, and never writes again: pings go
     unanswered. Yields its port; counts its connections in ``_deaf_server.connections``."""
@@ -153,16 +172,9 @@ async def _deaf_server() -> AsyncIterator[int]:
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         connections.append(1)
-        protocol = ServerProtocol()
-        while True:
-            data = await reader.read(65536)
-            if not data:
-                return
-            protocol.receive_data(data)
-            requests = [e for e in protocol.events_received() if isinstance(e, Request)]
-            if requests:
-                break
-        protocol.send_response(protocol.accept(requests[0]))
+        protocol = await _accept(reader, writer)
+        if protocol is None:
+            return
         protocol.send_text(b'[991,{"type":991,"current":"6.0.0","min":"2.3.0"}]')
         for out in protocol.data_to_send():
             writer.write(out)
@@ -269,15 +281,8 @@ def test_messages_before_a_protocol_error_come_whole_and_stamped() -> None:
     good = [b'[432,{"CS":%d}]' % i for i in range(5)]
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        protocol = ServerProtocol()
-        while True:
-            protocol.receive_data(await reader.read(65536))
-            requests = [e for e in protocol.events_received() if isinstance(e, Request)]
-            if requests:
-                break
-        protocol.send_response(protocol.accept(requests[0]))
-        for out in protocol.data_to_send():
-            writer.write(out)
+        if await _accept(reader, writer) is None:
+            return
         await writer.drain()
         await asyncio.sleep(0.05)
         # one write: five text frames, then a frame with the reserved opcode 3
@@ -289,10 +294,7 @@ def test_messages_before_a_protocol_error_come_whole_and_stamped() -> None:
     async def test() -> None:
         server = await asyncio.start_server(handle, "127.0.0.1", 0)
         async with server:
-            conn = await open_connection(
-                f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}", open_timeout_s=5.0,
-                ping_interval_s=None, ping_timeout_s=None, stamping=True,
-            )
+            conn = await _open(f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}", stamping=True)
             got = []
             while not (conn.lost and not conn.messages):
                 assert await conn.wait(GUARD_S), "neither a message nor the loss within the guard"

@@ -94,6 +94,11 @@ class HandshakeFailed(ConnectionError):
         self.status = status
 
 
+def _closed_by(who: str, code: int, reason: str | None) -> str:
+    """A lost connection's reason, from a close frame: ``closed by the server (1001 going away)``."""
+    return f"closed by {who} ({int(code)} {reason})" if reason else f"closed by {who} ({int(code)})"
+
+
 class Connection(WSListener):
     """An open (or opening) websocket connection. ``messages`` holds the text and binary
     messages received and not yet taken, as bytes, in order; ``lost`` is true once the
@@ -215,7 +220,7 @@ class Connection(WSListener):
             handshake = transport.close_handshake
             sent = handshake.sent if handshake is not None else None
             if sent is not None and sent.code != WSCloseCode.OK:   # picows refused what came
-                reason = f"closed by the client ({int(sent.code)} {sent.reason or ''})".replace(" )", ")")
+                reason = _closed_by("the client", sent.code, sent.reason)
         self._lose(reason or "lost (EOF)")
 
     # -- internals ------------------------------------------------------------------------------
@@ -223,18 +228,18 @@ class Connection(WSListener):
     def _read_done(self) -> None:
         """After the last whole frame of a socket read: stamp it, stop reading at the high water
         mark, wake the reader."""
-        messages = self.messages
-        if self.stamping:
-            self._stamp()
-        if len(messages) >= HIGH_WATER and not self._paused and self._transport is not None:
+        self._stamp()
+        if len(self.messages) >= HIGH_WATER and not self._paused and self._transport is not None:
             self._paused = True
             self._transport.underlying_transport.pause_reading()
         self._wake()
 
     def _stamp(self) -> None:
-        """Give the messages received since the last stamp this read's time."""
+        """Give the messages received since the last stamp this read's time (when stamping)."""
+        if not self.stamping:
+            return
         received = self._taken + len(self.messages)
-        if self.stamping and received > self._received:
+        if received > self._received:
             self._received = received
             self._stamps.append((received, time.time_ns(), time.monotonic_ns()))
 
@@ -261,9 +266,7 @@ class Connection(WSListener):
             if self._ping_payload is not None and frame.get_payload_as_bytes() == self._ping_payload:
                 self._ping_payload = None
         elif opcode is _CLOSE:
-            code = int(frame.get_close_code())
-            reason = frame.get_close_reason() or ""
-            self._close_rcvd = f"closed by the server ({code} {reason})" if reason else f"closed by the server ({code})"
+            self._close_rcvd = _closed_by("the server", frame.get_close_code(), frame.get_close_reason())
             if not transport.is_close_frame_sent:
                 transport.send_close(WSCloseCode.OK)
             transport.disconnect()

@@ -65,7 +65,7 @@ from obengine._core import Book, BookSet, Status
 from obengine.errors import FrameError, MissingExtraError
 from obengine.record.format import BLOCK_HEADER_SIZE, RECORD_HEADER_SIZE, Kind
 from obengine.record.reader import Block, ReadStats, iter_blocks
-from obengine.replay import WARN_LIMIT, Paths, segment_books, segment_files
+from obengine.replay import WARN_LIMIT, Paths, _frame_error, segment_books, segment_files
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -135,10 +135,7 @@ class _FrameErrors:
 
     def __call__(self, block: Block, offset: int, error: FrameError) -> None:
         self.count += 1
-        if self.count <= WARN_LIMIT:
-            more = " (further malformed frames are counted, not logged)" if self.count == WARN_LIMIT else ""
-            log.warning("%s: block at byte %d, record at byte %d: %s%s",
-                        self.path, block.offset, offset, error, more)
+        _frame_error(self.path, block, offset, error, self.count)
 
     def done(self) -> None:
         if self.count > WARN_LIMIT:

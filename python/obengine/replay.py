@@ -176,8 +176,9 @@ def segment_books(block: Block) -> BookSet:
 WARN_LIMIT = 20
 
 
-def _frame_error(path: Path, block: Block, offset: int, error: FrameError, seen: int) -> None:
-    """Log the ``seen``-th malformed frame of a replay, if it is among the first WARN_LIMIT."""
+def _frame_error(path: str | Path, block: Block, offset: int, error: FrameError, seen: int) -> None:
+    """Log the ``seen``-th malformed frame of a replay (or an export's segment), if it is among
+    the first WARN_LIMIT."""
     if seen <= WARN_LIMIT:
         more = " (further malformed frames are counted, not logged)" if seen == WARN_LIMIT else ""
         log.warning("%s: block at byte %d, record at byte %d: %s%s", path, block.offset, offset, error, more)

@@ -745,7 +745,9 @@ cdef class Book:
 cdef enum:
     RUN_END = 0         # _run_records: at the end of the data, or before a record later than until
     RUN_PYTHON = 1      # at a book frame (parsed into ps) that needs Python to apply
-    RUN_FRAMING = 2     # at a record that breaks the framing: cut, too long, or of an unknown kind
+    RUN_CUT = 2         # at a record that breaks the framing: its header cut by the data's end,
+    RUN_LONG = 3        # its length past the data's end,
+    RUN_KIND = 4        # or a kind no recording has
 
 
 cdef inline void tally(BookCore* b, int status, bint keyframe, bint snapshot, bint was_synced) noexcept nogil:
@@ -773,12 +775,12 @@ cdef int _run_records(Parsed* ps, const PairIndex* index, const unsigned char* b
     while pos < size:
         rec = buf + pos
         if size - pos < RECORD_HEAD:
-            stop = RUN_FRAMING
+            stop = RUN_CUT
             break
         length = <Py_ssize_t>_le32(rec)
         kind = rec[4]
         if length > size - pos - RECORD_HEAD:
-            stop = RUN_FRAMING
+            stop = RUN_LONG
             break
         if kind == RECORD_FRAME or kind == RECORD_KEYFRAME:
             if <int64_t>_le64(rec + 5) > until:
@@ -805,7 +807,7 @@ cdef int _run_records(Parsed* ps, const PairIndex* index, const unsigned char* b
                     break
                 tally(b, status, kind == RECORD_KEYFRAME, ps.type == 431, was_synced)
         elif kind > RECORD_EVENT:
-            stop = RUN_FRAMING
+            stop = RUN_KIND
             break
         pos += RECORD_HEAD + length
     at[0] = pos
@@ -840,7 +842,6 @@ cdef class BookSet:
             free(self._scratch.changes[0])      # grown with realloc (_grow_changes)
             free(self._scratch.changes[1])
             PyMem_Free(self._scratch)
-
 
     def __init__(self, scales=None):
         self._books = {}
@@ -978,11 +979,11 @@ cdef class BookSet:
                 if stop == RUN_END:
                     break
                 rec = buf + pos
-                if stop == RUN_FRAMING:
-                    if size - pos < RECORD_HEAD:
-                        raise ValueError(f"a record header cut at byte {pos} of {size}")
-                    if <Py_ssize_t>_le32(rec) > size - pos - RECORD_HEAD:
-                        raise ValueError(f"the record at byte {pos} runs past the block's {size} bytes")
+                if stop == RUN_CUT:
+                    raise ValueError(f"a record header cut at byte {pos} of {size}")
+                if stop == RUN_LONG:
+                    raise ValueError(f"the record at byte {pos} runs past the block's {size} bytes")
+                if stop == RUN_KIND:
                     raise ValueError(f"unknown record kind {rec[4]} at byte {pos}")
                 # RUN_PYTHON: the frame at pos, parsed into ps, needs Python: an error to make,
                 # a new pair's book, or more rows or the wide path for its book
