@@ -77,6 +77,23 @@ def test_431_zero_amount_inserts_nothing_and_counts_an_anomaly(
     assert state(b) == ([], [(101, 100_000_000)], 0, 8, 1, True, 2, False)
 
 
+def test_431_levels_in_order_then_out_of_it_give_the_book_of_their_changes_in_order(
+    make_book: Callable[..., Any],
+) -> None:
+    # A snapshot's levels that come best first are written in place; from the first that does
+    # not (worse than none, a price again, a zero amount) on, each is a change in order.
+    b = make_book()
+    asks = [("101", "1"), ("102", "1"), ("104", "1"), ("103", "2"), ("102", "3"), ("105", "0"), ("106", "1")]
+    bids = [("99", "1"), ("97", "1"), ("98", "1"), ("96", "0"), ("95", "1")]
+    assert b.apply(f431(1, asks, bids)) == Status.APPLIED
+    one = 100_000_000
+    assert state(b) == (
+        [(99, one), (98, one), (97, one), (95, one)],
+        [(101, one), (102, 3 * one), (103, 2 * one), (104, one), (106, one)],
+        0, 8, 1, True, 3, False,
+    )
+
+
 def test_431_level_cp_is_an_unknown_key_and_skipped(make_book: Callable[..., Any]) -> None:
     b = make_book()
     frame = (

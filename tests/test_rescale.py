@@ -94,6 +94,16 @@ def test_trailing_zeros_do_not_rescale(book: Any) -> None:
     assert (book.price_scale, book.amount_scale) == (0, 8)
 
 
+def test_the_scale_is_the_most_real_places_when_the_longest_values_end_in_zeros(
+    make_book: Callable[..., Any],
+) -> None:
+    # written with 3, 2 and 1 places; only "3.1" and "2.25" really have them
+    b = make_book(price_scale=0, amount_scale=0)
+    frame = f431(1, [("1.500", "0.250"), ("2.10", "1.00"), ("3.1", "2.25")], [("0.90", "7.000")])
+    assert b.apply(frame) == Status.APPLIED
+    assert state(b) == ([(9, 700)], [(15, 25), (21, 100), (31, 225)], 1, 2, 1, True, 0, False)
+
+
 def test_a_431_infers_the_scales_of_a_book_created_at_zero(make_book: Callable[..., Any]) -> None:
     b = make_book(price_scale=0, amount_scale=0)
     assert b.apply(f431(1, [("1.25", "10")], [("1.2", "0.001")])) == Status.APPLIED

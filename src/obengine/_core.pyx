@@ -42,6 +42,7 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_GET_SI
 from cpython.unicode cimport PyUnicode_Check, PyUnicode_DecodeUTF8
 from cpython.mem cimport PyMem_Calloc, PyMem_Free, PyMem_Malloc
 from cpython.ref cimport PyObject
+from cpython.tuple cimport PyTuple_GET_ITEM
 
 cdef extern from "Python.h":
     unsigned long PyThread_get_thread_ident()
@@ -390,8 +391,12 @@ cdef int commit_narrow(BookCore* b, Parsed* ps) noexcept nogil:
                 side_rescale(&b.sides[1], k, grow[k])
     b.scale[0] = new_scale[0]
     b.scale[1] = new_scale[1]
-    side_apply(&b.sides[0], True, ps.changes[0], ps.n[0], &b.anomalies)
-    side_apply(&b.sides[1], False, ps.changes[1], ps.n[1], &b.anomalies)
+    if snapshot:
+        side_fill(&b.sides[0], True, ps.changes[0], ps.n[0], &b.anomalies)
+        side_fill(&b.sides[1], False, ps.changes[1], ps.n[1], &b.anomalies)
+    else:
+        side_apply(&b.sides[0], True, ps.changes[0], ps.n[0], &b.anomalies)
+        side_apply(&b.sides[1], False, ps.changes[1], ps.n[1], &b.anomalies)
     b.seq = ps.cs
     b.has_seq = True
     b.synced = True
@@ -1041,6 +1046,8 @@ cdef class BookSet:
         entry.name = PyBytes_AS_STRING(book._pair_bytes)
         entry.name_len = PyBytes_GET_SIZE(book._pair_bytes)
         entry.core = &book._c
+        entry.results = <PyObject*>book._results
+        entry.applied = PyTuple_GET_ITEM(book._results, ST_APPLIED)
         try:
             index_add(&self._index, &entry, len(self._books))
         except MemoryError:

@@ -586,18 +586,35 @@ cdef int _level(Parsed* ps, Change* ch, bint diff) noexcept nogil:
 
 
 cdef int settle_decimals(Parsed* ps, int scale, bint amounts) noexcept nogil:
-    """For the commit's conversion: normalize the prices (or amounts) written with more than scale
-    decimal places ("1.50" has one real decimal place) and return the largest real count."""
+    """For the commit's conversion: the most real decimal places among the frame's prices (or
+    amounts) if that is more than scale, else at most scale ("1.50" has one real decimal place).
+
+    The values keep the places they were written with: only the count matters, and it comes
+    from the value written with the most places whose last digit is not a zero (the exchange
+    strips trailing zeros, so the first such value settles it). Only when every value written
+    with the most places ends in a zero are those shortened by one place, and the next count
+    down tried."""
     cdef int side, top = 0
     cdef Py_ssize_t k
     cdef Num* n
     for side in range(2):
         for k in range(ps.n[side]):
             n = &ps.changes[side][k].amount if amounts else &ps.changes[side][k].price
-            if n.dec > scale:
-                normalize(n)
             if n.dec > top:
                 top = n.dec
+    while top > scale:
+        for side in range(2):
+            for k in range(ps.n[side]):
+                n = &ps.changes[side][k].amount if amounts else &ps.changes[side][k].price
+                if n.dec == top and n.mant % 10:
+                    return top
+        for side in range(2):
+            for k in range(ps.n[side]):
+                n = &ps.changes[side][k].amount if amounts else &ps.changes[side][k].price
+                if n.dec == top:            # its last digit is a zero ("0.0", too, which stays 0)
+                    n.mant //= 10
+                    n.dec -= 1
+        top -= 1
     return top
 
 
@@ -703,6 +720,35 @@ cdef const unsigned char* _padded_level_any(const unsigned char* p, Change* ch, 
     return p + 1
 
 
+cdef extern from *:
+    """
+    /* PAD bytes from s to d, and PAD zeros to d + PAD, in 16-byte vector moves: written out,
+       as the compiler makes a constant-size memcpy or memset of this size a rep movs / rep stos,
+       whose start-up costs more than the copy. */
+    typedef unsigned char ob_v16 __attribute__((vector_size(16)));
+    static inline void ob_pad_copy(unsigned char* d, const unsigned char* s) {
+        ob_v16 v, zero = {0};
+        int i;
+        for (i = 0; i < 128; i += 16) {
+            memcpy(&v, s + i, 16);
+            memcpy(d + i, &v, 16);
+            memcpy(d + 128 + i, &zero, 16);
+        }
+    }
+    """
+    void ob_pad_copy(unsigned char* d, const unsigned char* s) nogil
+
+
+cdef inline void _copy_tail(unsigned char* tail, const unsigned char* start, const unsigned char* end) noexcept nogil:
+    """tail (2 * PAD bytes): the frame's last PAD bytes (all of it if it is shorter) ending at
+    tail + PAD, then PAD zeros. A frame's last levels are read from here on every frame."""
+    if end - start >= PAD:
+        ob_pad_copy(tail, end - PAD)
+    else:
+        memcpy(tail + PAD - (end - start), start, end - start)
+        memset(tail + PAD, 0, PAD)
+
+
 cdef int _levels(Parsed* ps, int side, bint diff) noexcept nogil:
     """Read the AO/BO array into ps.changes[side]."""
     cdef int rc
@@ -711,8 +757,8 @@ cdef int _levels(Parsed* ps, int side, bint diff) noexcept nogil:
     cdef const unsigned char* q
     cdef const unsigned char* src
     cdef Change* ch
-    cdef unsigned char tail[2 * PAD]        # the last bytes of the frame, then PAD zeros
-    cdef const unsigned char* tail_from = NULL     # where in the frame tail[0] was taken from
+    cdef unsigned char tail[2 * PAD]        # the frame's last PAD bytes, right-aligned, then PAD zeros
+    cdef bint tail_ready = False
     cdef const unsigned char* end = ps.end
     cdef const unsigned char* start = ps.start
     cdef Py_ssize_t room
@@ -747,11 +793,10 @@ cdef int _levels(Parsed* ps, int side, bint diff) noexcept nogil:
         if p < end and p[0] == b'{':
             src = p
             if end - p < PAD:               # near the end: read a zero-padded copy of the tail
-                if tail_from == NULL:
-                    tail_from = p
-                    memcpy(tail, p, end - p)
-                    memset(tail + (end - p), 0, PAD)
-                src = tail + (p - tail_from)
+                if not tail_ready:
+                    _copy_tail(tail, start, end)
+                    tail_ready = True
+                src = tail + (PAD - (end - p))
             q = _padded_level(src, ch, diff)
         if q != NULL:
             ch.offset = p - start

@@ -12,6 +12,8 @@ ctypedef struct PairSlot:
     const char* name                # the book's pair name (the buffer of its bytes object)
     Py_ssize_t name_len
     BookCore* core                  # the book's C state (inside the book, which never moves)
+    PyObject* results               # the book's tuple of apply's results, by status (borrowed)
+    PyObject* applied               # its (pair, Status.APPLIED): what apply returns most (borrowed)
 
 ctypedef struct PairIndex:
     PairSlot* slots
@@ -46,16 +48,20 @@ cdef inline const PairSlot* index_find(const PairIndex* ix, const unsigned char*
 
 cdef const PairSlot* index_route(const void* index, const unsigned char* name, Py_ssize_t n) noexcept nogil:
     """For the frame reader: the slot of the pair name or NULL, and a hint to the CPU
-    to fetch what applying the frame will read: the book's first fields and, on each side, the
-    first TOP rows and the last TOP (see side_find). A hint changes nothing."""
+    to fetch what applying the frame will read: the book object's first lines (its header and
+    BookCore), the result apply returns and, on each side, the first TOP rows and the last TOP
+    (see side_find). A hint changes nothing."""
     cdef const PairSlot* slot = index_find(<const PairIndex*>index, name, n)
     cdef const Side* s
     cdef Py_ssize_t first, last, block
     cdef int side
     if slot == NULL:
         return NULL
+    __builtin_prefetch(<const char*>slot.book)
     __builtin_prefetch(<const char*>slot.book + 64)
     __builtin_prefetch(<const char*>slot.book + 128)
+    __builtin_prefetch(<const char*>slot.results)
+    __builtin_prefetch(<const char*>slot.applied)
     for side in range(2):
         s = &slot.core.sides[side]
         # byte offsets in the side's block of rows, kept inside it

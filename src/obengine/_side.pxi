@@ -152,6 +152,27 @@ cdef inline void side_apply(Side* s, bint asks, const Change* ch, Py_ssize_t cou
                 anomalies[0] += 1
 
 
+cdef inline void side_fill(Side* s, bint asks, const Change* ch, Py_ssize_t count, int64_t* anomalies) noexcept nogil:
+    """Apply a snapshot's converted levels to a side just emptied by side_reset(s, count): the
+    same result as side_apply, faster for the exchange's snapshots, which list each price once,
+    best first, none with a zero amount. Such a level would go after the last one, so it is
+    written there, with no search and no move; from the first other level on, side_apply takes
+    the rest in order (cp is 1 for every level of a snapshot)."""
+    cdef int64_t* rows = side_rows(s)
+    cdef Py_ssize_t k = 0, n = s.n
+    cdef const Change* c
+    while k < count:
+        c = ch + k
+        if c.amount.mant == 0 or (n and not _better(rows[2 * (n - 1)], c.price.mant, asks)):
+            break
+        rows[2 * n] = c.price.mant
+        rows[2 * n + 1] = c.amount.mant
+        n += 1
+        k += 1
+    s.n = n
+    side_apply(s, asks, ch + k, count - k, anomalies)
+
+
 cdef int64_t side_max(const Side* s, int col) noexcept nogil:
     """Largest value of a column (0 price, 1 amount); 0 for an empty side."""
     cdef const int64_t* lv = side_rows(s)
