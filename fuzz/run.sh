@@ -95,8 +95,10 @@ build_fuzz() {
         python3 -m venv "$venv"
         "$venv/bin/python" -m pip install --quiet --upgrade pip
     fi
+    # the core is installed with --no-deps below: what the harness imports is installed here
+    # (zstandard: the recording blocks it gives BookSet.apply_block, made by obengine.record)
     "$venv/bin/python" -m pip install --quiet "atheris==$ATHERIS_VERSION" "numpy>=1.23" \
-        "setuptools>=70.1" "wheel" "Cython>=3.0"
+        "zstandard>=0.22" "setuptools>=70.1" "wheel" "Cython>=3.0"
     echo "fuzz/run.sh: building the core with $CLANG ($flags)"
     # setuptools puts CC in place of gcc in Python's LDSHARED and appends CFLAGS and LDFLAGS to
     # Python's flags; setup.py's -O3 comes last.

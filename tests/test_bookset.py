@@ -64,6 +64,19 @@ def test_the_pair_comes_from_event_when_ps_is_null(bookset_class: Any) -> None:
     assert books["XRPTRY"].seq == -1748790363
 
 
+def test_pairs_alike_in_their_first_bytes_keep_their_own_books(bookset_class: Any) -> None:
+    # the core's index compares a name's first 16 bytes in its slot, the rest in the book's name
+    pairs = ["A", "AB", "ABCDEFGHIJKLMNOP", "ABCDEFGHIJKLMNOPQ", "ABCDEFGHIJKLMNOPQRS", "ABCDEFGHIJKLMNOPQRT"]
+    books = bookset_class()
+    for i, pair in enumerate(pairs):
+        assert books.apply(f431(i, [(str(100 + i), "1")], [], pair=pair)) == (pair, Status.APPLIED)
+    for i, pair in enumerate(pairs):
+        assert books.apply(f432(i + 1, [(str(200 + i), "2", 0)], pair=pair)) == (pair, Status.APPLIED)
+    for i, pair in enumerate(pairs):
+        assert [price for price, _ in levels(books[pair])[1]] == [100 + i, 200 + i]
+        assert books[pair].seq == i + 1
+
+
 @pytest.mark.parametrize("pair", sorted(DEFAULT_SCALES))
 def test_a_new_book_takes_the_bundled_scales(bookset_class: Any, pair: str) -> None:
     books = bookset_class()

@@ -160,6 +160,43 @@ def test_the_pair_is_ps_when_a_string_else_event(
         assert state(book) == before
 
 
+EXCHANGE_HEAD = (
+    '[432,{"CS":101,"PS":"BTCTRY","AO":[{"CP":0,"P":"2150010","A":"0.7"}],'
+    '"BO":[{"CP":1,"P":"2149995","A":"3"}]'
+)
+
+
+@pytest.mark.parametrize(
+    ("trailer", "applies"),
+    [
+        (',"channel":"obdiff","event":"BTCTRY","type":432}]', True),   # the exchange's own
+        (',"channel":"obdiff","event":"ETHTRY","type":432}]', True),   # PS wins
+        (',"channel":"obdiff","event":"BTCTR","type":432}]', True),
+        (',"channel":"obdiff","event":"BTCTRYX","type":432}]', True),
+        (',"channel":"obdiff","event":null,"type":432}]', True),
+        (',"channel":"obdiff","event":"BTCTRY","type":431}]', True),   # type is not read
+        (',"channel":"obdiff","event":"BTCTRY","type":4321}]', True),
+        (',"channel":"orderbook","event":"BTCTRY","type":432}]', True),
+        (',"channel":"obdiff","event":"BTCTRY","type":432} ]', True),
+        (',"channel":"obdiff","event":"BTCTRY","type":432}', False),   # cut
+        (',"channel":"obdiff","event":"BTCTRY","type":432]]', False),
+        (',"channel":"obdiff","event":"BTCTRY","type":432}]]', False),
+        (',"channel":"obdiff","event":"BTCTRY,"type":432}]', False),
+        (',"channel":"obdiff","event":"BTC\u0054RY","type":432}]', True),
+    ],
+)
+def test_the_trailer_after_bo_in_the_exchange_layout(book: Any, trailer: str, applies: bool) -> None:
+    # the core compares the exchange's own trailer whole, and reads any other piece by piece
+    frame = EXCHANGE_HEAD + trailer
+    if applies:
+        assert_canonical_change_applied(book, frame)
+    else:
+        before = state(book)
+        with pytest.raises(ValueError):  # FrameError is a ValueError
+            book.apply(frame)
+        assert state(book) == before
+
+
 def test_missing_ao_and_bo_mean_no_levels(book: Any) -> None:
     before = state(book)
     assert book.apply('[432,{"CS":101,"PS":"BTCTRY"}]') == Status.APPLIED

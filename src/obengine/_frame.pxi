@@ -14,7 +14,6 @@ ctypedef struct Change:
     Num price           # as read, or already at the book's scale (see _levels); units at commit
     Num amount
     int cp              # 0, 1 or 3 (entries of a 431 are given cp 1)
-    Py_ssize_t offset   # byte offset of the entry's '{'
 
 ctypedef struct Parsed:
     uint64_t parses             # how many frames have been parsed into this area, ever
@@ -409,6 +408,17 @@ cdef extern from *:
     #define OB_HEAD8 OB_W8('[', '4', '3', 0, ',', '{', '"', 'C')
     #define OB_HEAD8_MASK OB_W8(0xFF, 0xFF, 0xFF, 0, 0xFF, 0xFF, 0xFF, 0xFF)
     #define OB_HEAD4_CS OB_W4('C', 'S', '"', ':')
+    #define OB_TRAIL8_A OB_W8(',', '"', 'c', 'h', 'a', 'n', 'n', 'e')
+    #define OB_TRAIL8_B OB_W8('l', '"', ':', '"', 'o', 'b', 'd', 'i')
+    #define OB_TRAIL8_C OB_W8('f', 'f', '"', ',', '"', 'e', 'v', 'e')
+    #define OB_TRAIL8_D OB_W8('e', 'v', 'e', 'n', 't', '"', ':', '"')
+    #define OB_TRAIL8_E OB_W8('"', ',', '"', 't', 'y', 'p', 'e', '"')
+    #define OB_TRAIL8_F OB_W8('e', '"', ':', '4', '3', 0, '}', ']')
+    #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    #define OB_TRAIL8_F_DIGIT 16
+    #else
+    #define OB_TRAIL8_F_DIGIT 40
+    #endif
     """
     const uint32_t KEY4_A "OB_KEY4_A"
     const uint32_t KEY4_P "OB_KEY4_P"
@@ -421,6 +431,13 @@ cdef extern from *:
     const uint64_t HEAD8 "OB_HEAD8"                 # [43?,{"C   (? the last digit of the type)
     const uint64_t HEAD8_MASK "OB_HEAD8_MASK"
     const uint32_t HEAD4_CS "OB_HEAD4_CS"           # CS":      (from the header's 8th byte)
+    const uint64_t TRAIL8_A "OB_TRAIL8_A"           # ,"channe   (the trailer: see _exchange_trailer)
+    const uint64_t TRAIL8_B "OB_TRAIL8_B"           # l":"obdi
+    const uint64_t TRAIL8_C "OB_TRAIL8_C"           # ff","eve
+    const uint64_t TRAIL8_D "OB_TRAIL8_D"           # event":"  (overlaps C by three bytes)
+    const uint64_t TRAIL8_E "OB_TRAIL8_E"           # ","type"  (after the pair)
+    const uint64_t TRAIL8_F "OB_TRAIL8_F"           # e":43?}]  (? the type's last digit)
+    const int TRAIL8_F_DIGIT "OB_TRAIL8_F_DIGIT"    # its bit offset
 
 
 cdef inline int _key2(const unsigned char* s) noexcept nogil:
@@ -515,8 +532,8 @@ cdef int _level(Parsed* ps, Change* ch, bint diff) noexcept nogil:
     cdef int key, rc, seen = 0
     cdef bint more = True
     cdef Num num
-    cdef const unsigned char* at = ps.p
-    ch.offset = at - ps.start
+    cdef const unsigned char* level_at = ps.p      # its '{': where an error in the level is placed
+    cdef const unsigned char* at = level_at
     ch.cp = 1
     if at >= ps.end or at[0] != b'{':
         ps.err_field = F_LEVEL
@@ -562,7 +579,7 @@ cdef int _level(Parsed* ps, Change* ch, bint diff) noexcept nogil:
         rc = _value_end(ps, &more, "',' or '}' in a level")
         if rc:
             return rc
-    at = ps.start + ch.offset
+    at = level_at
     if not (seen & K_P):
         ps.err_field = F_P
         return _fail(ps, E_MISSING, at, NULL)
@@ -799,7 +816,6 @@ cdef int _levels(Parsed* ps, int side, bint diff) noexcept nogil:
                 src = tail + (PAD - (end - p))
             q = _padded_level(src, ch, diff)
         if q != NULL:
-            ch.offset = p - start
             p += q - src
         else:
             ps.p = _skip_ws(p, end)
@@ -886,6 +902,80 @@ cdef inline const unsigned char* _plain_pair(const unsigned char* p, const unsig
     return _plain_string(p, end, s, n)
 
 
+cdef inline const unsigned char* _layout_levels(Parsed* ps, int side, bint diff, const unsigned char* p,
+                                                unsigned char* tail, bint* tail_ready) noexcept nogil:
+    """The AO/BO array at p in the exchange's layout (compact, each level read by _padded_level)
+    into ps.changes[side], the values at ps.scale where they fit (see to_scale); the address past
+    its ']', or NULL for anything else, which parse_frame then reads the general way. tail is
+    the frame's padded tail (see _copy_tail), made on first need; *tail_ready says it is made.
+
+    Only the exchange's layout, so nothing here places an error: the loop keeps what it needs
+    in registers, and diff is a constant in each of its two copies (see _layout_frame)."""
+    cdef const unsigned char* end = ps.end
+    cdef const unsigned char* src
+    cdef const unsigned char* q
+    cdef Change* ch = ps.changes[side]
+    cdef Py_ssize_t i = 0, room = ps.cap[side], unscaled = 0
+    cdef int price_scale = ps.scale[0], amount_scale = ps.scale[1]
+    if p == NULL or end - p < 2 or p[0] != b'[':
+        return NULL
+    p += 1
+    if p[0] == b']':
+        ps.n[side] = 0
+        return p + 1
+    while True:
+        if i == room:
+            if _grow_changes(ps, side) < 0:
+                return NULL
+            ch = ps.changes[side] + i
+            room = ps.cap[side]
+        src = p
+        if end - p < PAD:                   # near the end: read the zero-padded copy of the tail
+            if not tail_ready[0]:
+                _copy_tail(tail, ps.start, end)
+                tail_ready[0] = True
+            src = tail + (PAD - (end - p))
+        if src[0] != b'{':                  # _padded_level takes it as read
+            return NULL
+        q = _padded_level(src, ch, diff)
+        if q == NULL:
+            return NULL
+        p += q - src
+        # at the book's scales while it is in cache: the commit then has nothing to convert
+        unscaled += not (to_scale(&ch.price, price_scale) and to_scale(&ch.amount, amount_scale))
+        i += 1
+        ch += 1
+        if p < end and p[0] == b',':
+            p += 1
+            continue
+        break
+    if p >= end or p[0] != b']':
+        return NULL
+    ps.n[side] = i
+    ps.unscaled += unscaled
+    return p + 1
+
+
+cdef inline bint _exchange_trailer(const unsigned char* q, const unsigned char* end,
+                                  const unsigned char* pair, Py_ssize_t n, unsigned char digit) noexcept nogil:
+    """The frame ends at q with the trailer the exchange writes after BO, its event the pair of
+    PS (pair, n bytes, a plain string) and its type the frame's (43 and digit):
+
+        ,"channel":"obdiff","event":"<pair>","type":43<digit>}]
+
+    compared in a few loads. Such a trailer is one the general reading accepts, adding nothing
+    to what the frame says (event names the pair PS names). False for any other (NULL pair
+    included): _layout_frame then reads it piece by piece."""
+    cdef const unsigned char* t
+    if pair == NULL or end - q != 43 + n:
+        return False
+    if (_load8(q) != TRAIL8_A or _load8(q + 8) != TRAIL8_B or _load8(q + 16) != TRAIL8_C
+            or _load8(q + 21) != TRAIL8_D or memcmp(q + 29, pair, n) != 0):
+        return False
+    t = q + 29 + n                              # ","type":43x}]  (14 bytes)
+    return _load8(t) == TRAIL8_E and _load8(t + 6) == (TRAIL8_F | (<uint64_t>digit << TRAIL8_F_DIGIT))
+
+
 cdef int _layout_frame(Parsed* ps, const void* index) noexcept nogil:
     """Read a book frame laid out as the exchange writes it, straight through:
 
@@ -907,6 +997,9 @@ cdef int _layout_frame(Parsed* ps, const void* index) noexcept nogil:
     cdef uint64_t cs = 0
     cdef bint diff, cs_neg
     cdef const PairSlot* slot
+    cdef int side
+    cdef unsigned char tail[2 * PAD]        # see _copy_tail
+    cdef bint tail_ready = False
     # the header [43x,{"CS": then CS, up to 16 digits, whose reader needs 18 readable bytes
     if end - ps.start < 64:
         return 1
@@ -927,28 +1020,25 @@ cdef int _layout_frame(Parsed* ps, const void* index) noexcept nogil:
             ps.core = slot.core
             ps.scale[0] = slot.core.scale[0]
             ps.scale[1] = slot.core.scale[1]
-    q = _lit(q, end, b',"AO":', 6)
-    if q == NULL:
-        return 1
-    ps.p = q
-    if _levels(ps, 0, diff):
-        return 1
-    q = _lit(ps.p, end, b',"BO":', 6)
-    if q == NULL:
-        return 1
-    ps.p = q
-    if _levels(ps, 1, diff):
-        return 1
-    q = _plain_string(_lit(ps.p, end, b',"channel":', 11), end, &ch_s, &ch_n)
-    q = _plain_pair(_lit(q, end, b',"event":', 9), end, &ev_s, &ev_n)
-    q = _lit(q, end, b',"type":', 8)
-    if q == NULL or q >= end or not (b'1' <= q[0] <= b'9'):
-        return 1
-    q += 1
-    while q < end and _is_digit(q[0]):
+    for side in range(2):               # one call site per value of diff: each copy has it constant
+        q = _lit(q, end, b',"BO":' if side else b',"AO":', 6)
+        if diff:
+            q = _layout_levels(ps, side, True, q, tail, &tail_ready)
+        else:
+            q = _layout_levels(ps, side, False, q, tail, &tail_ready)
+        if q == NULL:
+            return 1
+    if not _exchange_trailer(q, end, ps_s, ps_n, ps.start[3]):
+        q = _plain_string(_lit(q, end, b',"channel":', 11), end, &ch_s, &ch_n)
+        q = _plain_pair(_lit(q, end, b',"event":', 9), end, &ev_s, &ev_n)
+        q = _lit(q, end, b',"type":', 8)
+        if q == NULL or q >= end or not (b'1' <= q[0] <= b'9'):
+            return 1
         q += 1
-    if _lit(q, end, b'}]', 2) != end:
-        return 1
+        while q < end and _is_digit(q[0]):
+            q += 1
+        if _lit(q, end, b'}]', 2) != end:
+            return 1
     if ps_s == NULL:
         ps_s = ev_s
         ps_n = ev_n

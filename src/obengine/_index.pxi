@@ -6,11 +6,16 @@
 # the frame: with hundreds of books, and other processes sharing the caches, a book is seldom
 # still cached when its next frame comes.
 
+cdef enum:
+    NAME_HEAD = 16                  # bytes of a pair's name kept in its slot: all of the exchange's
+
 ctypedef struct PairSlot:
     uint64_t hash
     PyObject* book                  # borrowed (the BookSet's dict holds it); NULL: an empty slot
     const char* name                # the book's pair name (the buffer of its bytes object)
     Py_ssize_t name_len
+    char head[NAME_HEAD]            # its first NAME_HEAD bytes (fewer when it is shorter), compared
+                                    # there: no read of the bytes object, elsewhere in memory
     BookCore* core                  # the book's C state (inside the book, which never moves)
     PyObject* results               # the book's tuple of apply's results, by status (borrowed)
     PyObject* applied               # its (pair, Status.APPLIED): what apply returns most (borrowed)
@@ -40,7 +45,8 @@ cdef inline const PairSlot* index_find(const PairIndex* ix, const unsigned char*
     i = <Py_ssize_t>(h & <uint64_t>ix.mask)
     while ix.slots[i].book != NULL:
         slot = &ix.slots[i]
-        if slot.hash == h and slot.name_len == n and memcmp(slot.name, name, n) == 0:
+        if (slot.hash == h and slot.name_len == n and memcmp(slot.head, name, min(n, NAME_HEAD)) == 0
+                and (n <= NAME_HEAD or memcmp(slot.name + NAME_HEAD, name + NAME_HEAD, n - NAME_HEAD) == 0)):
             return slot
         i = (i + 1) & ix.mask
     return NULL
@@ -49,11 +55,14 @@ cdef inline const PairSlot* index_find(const PairIndex* ix, const unsigned char*
 cdef const PairSlot* index_route(const void* index, const unsigned char* name, Py_ssize_t n) noexcept nogil:
     """For the frame reader: the slot of the pair name or NULL, and a hint to the CPU
     to fetch what applying the frame will read: the book object's first lines (its header and
-    BookCore), the result apply returns and, on each side, the first TOP rows and the last TOP
-    (see side_find). A hint changes nothing."""
+    BookCore), the result apply returns, and every level of both sides. A change may land
+    anywhere on a side, and side_find's bisection reads rows far apart: with hundreds of books
+    each of those reads would wait for memory in turn, while these fetches overlap (and the frame
+    is read meanwhile). A hint changes nothing."""
     cdef const PairSlot* slot = index_find(<const PairIndex*>index, name, n)
     cdef const Side* s
-    cdef Py_ssize_t first, last, block
+    cdef const char* rows
+    cdef Py_ssize_t at, size
     cdef int side
     if slot == NULL:
         return NULL
@@ -64,14 +73,12 @@ cdef const PairSlot* index_route(const void* index, const unsigned char* name, P
     __builtin_prefetch(<const char*>slot.applied)
     for side in range(2):
         s = &slot.core.sides[side]
-        # byte offsets in the side's block of rows, kept inside it
-        block = s.cap * 2 * <Py_ssize_t>sizeof(int64_t)
-        first = s.off * 2 * <Py_ssize_t>sizeof(int64_t)
-        last = first + max(s.n * 2 * <Py_ssize_t>sizeof(int64_t) - 1, 0)
-        __builtin_prefetch(<const char*>s.lv + first)
-        __builtin_prefetch(<const char*>s.lv + min(first + 64, block - 1))
-        __builtin_prefetch(<const char*>s.lv + max(last - 127, 0))
-        __builtin_prefetch(<const char*>s.lv + last)
+        rows = <const char*>side_rows(s)
+        size = s.n * 2 * <Py_ssize_t>sizeof(int64_t)
+        for at in range(0, size, 64):
+            __builtin_prefetch(rows + at)
+        if size:
+            __builtin_prefetch(rows + size - 1)     # the last row's line, when the steps passed it
     return slot
 
 
