@@ -148,6 +148,32 @@ def test_every_shape_of_plain_decimal_is_read_exactly(make_book: Callable[..., A
                 Decimal(level[0]), Decimal(level[1])), level
 
 
+def test_any_byte_after_a_number_s_digits_ends_the_number_or_breaks_it(
+    make_book: Callable[..., Any],
+) -> None:
+    """The core counts a number's digits eight bytes at a time. Every byte value after one to
+    seven digits, in the integer part and in the fraction, of a price and of an amount of a 432
+    in the exchange's layout: only another digit leaves a number; anything else is a FrameError
+    and changes nothing."""
+    for digits in ("1", "1234567", "0.5", "12.3456789", "1.2345678"):
+        for byte in range(256):
+            text = (digits.encode() + bytes([byte])).decode("latin-1")
+            for price, amount in ((text, "0.7"), ("2150010", text)):
+                b = make_book()
+                assert b.apply(f431(100, [("2150000", "1")], [])) == Status.APPLIED     # asks only: never crossed
+                before = state(b)
+                frame = (
+                    '[432,{"CS":101,"PS":"BTCTRY","AO":[{"CP":1,"P":"' + price + '","A":"' + amount
+                    + '"}],"BO":[],"channel":"obdiff","event":"BTCTRY","type":432}]'
+                ).encode("latin-1")
+                if 48 <= byte <= 57:
+                    assert b.apply(frame) == Status.APPLIED, (price, amount)
+                else:
+                    with pytest.raises(FrameError):
+                        b.apply(frame)
+                    assert state(b) == before, (price, amount)
+
+
 def test_int64_max_price_fits_a_narrow_book_at_scale_0(make_book: Callable[..., Any]) -> None:
     b = make_book(price_scale=0, amount_scale=0)
     assert b.apply(f431(1, [("9223372036854775807", "1")], [("1", "1")])) == Status.APPLIED

@@ -146,10 +146,12 @@ cdef extern from *:
 
 
 cdef inline int _leading_digits(uint64_t w) noexcept nogil:
-    """How many of the eight bytes in w, from the first, are ASCII digits (0..8). A byte that
-    carries out of "+6" is itself not a digit, and a carry only reaches later bytes."""
-    cdef uint64_t bad = (((w & 0xF0F0F0F0F0F0F0F0ULL) ^ 0x3030303030303030ULL)
-                         | ((((w + 0x0606060606060606ULL) & 0xF0F0F0F0F0F0F0F0ULL) >> 4) ^ 0x0303030303030303ULL))
+    """How many of the eight bytes in w, from the first, are ASCII digits (0..8). After the xor
+    with '0' a byte is a digit when it is below 10: adding 0x76 sets its high bit then, unless it
+    had it already. A byte of 0x8A or more carries into the next, and a carry only reaches later
+    bytes: the first flagged byte is exact."""
+    cdef uint64_t d = w ^ 0x3030303030303030ULL
+    cdef uint64_t bad = ((d + 0x7676767676767676ULL) | d) & 0x8080808080808080ULL
     if bad == 0:
         return 8
     return __builtin_ctzll(bad) >> 3
