@@ -164,6 +164,7 @@ _PARSED.changes[0] = NULL
 _PARSED.changes[1] = NULL
 _PARSED.cap[0] = 0
 _PARSED.cap[1] = 0
+_PARSED.last_book = NULL
 
 
 cdef inline const unsigned char* _acquire(object frame, Py_buffer* view, Py_ssize_t* size,

@@ -44,6 +44,7 @@ ctypedef struct Parsed:
     # the exchange's layout gave the pair before the levels; NULL otherwise
     PyObject* book
     void* core                  # and its BookCore, when book is set (a BookCore*: defined after this file)
+    const void* last_book       # the book of the last frame so routed (only compared: see index_route)
     # decoding buffers for escaped strings
     unsigned char psbuf[MAX_PAIR + 8]
     unsigned char evbuf[MAX_PAIR + 8]
@@ -1014,8 +1015,9 @@ cdef int _layout_frame(Parsed* ps, const void* index) noexcept nogil:
         return 1
     q = _plain_pair(_lit(q, end, b',"PS":', 6), end, &ps_s, &ps_n)
     if index != NULL and ps_s != NULL:
-        slot = index_route(index, ps_s, ps_n)           # its memory comes into cache as we read on
+        slot = index_route(index, ps_s, ps_n, ps.last_book)     # its memory comes into cache as we read on
         if slot != NULL:
+            ps.last_book = slot.book
             ps.book = slot.book
             ps.core = slot.core
             ps.scale[0] = slot.core.scale[0]

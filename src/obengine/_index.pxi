@@ -52,13 +52,15 @@ cdef inline const PairSlot* index_find(const PairIndex* ix, const unsigned char*
     return NULL
 
 
-cdef const PairSlot* index_route(const void* index, const unsigned char* name, Py_ssize_t n) noexcept nogil:
+cdef const PairSlot* index_route(const void* index, const unsigned char* name, Py_ssize_t n,
+                                 const void* last) noexcept nogil:
     """For the frame reader: the slot of the pair name or NULL, and a hint to the CPU
     to fetch what applying the frame will read: the book object's first lines (its header and
     BookCore), the result apply returns, and every level of both sides. A change may land
     anywhere on a side, and side_find's bisection reads rows far apart: with hundreds of books
     each of those reads would wait for memory in turn, while these fetches overlap (and the frame
-    is read meanwhile). A hint changes nothing."""
+    is read meanwhile). The levels are not asked for when the book is last, the book the frame
+    before went to: a feed of one pair keeps its book in cache. A hint changes nothing."""
     cdef const PairSlot* slot = index_find(<const PairIndex*>index, name, n)
     cdef const Side* s
     cdef const char* rows
@@ -71,6 +73,8 @@ cdef const PairSlot* index_route(const void* index, const unsigned char* name, P
     __builtin_prefetch(<const char*>slot.book + 128)
     __builtin_prefetch(<const char*>slot.results)
     __builtin_prefetch(<const char*>slot.applied)
+    if slot.book == last:
+        return slot
     for side in range(2):
         s = &slot.core.sides[side]
         rows = <const char*>side_rows(s)
