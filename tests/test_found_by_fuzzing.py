@@ -235,6 +235,35 @@ def test_a_pair_name_with_an_escaped_lone_surrogate_is_still_an_error(book_class
         book_class("BTCTRY", 0, 8).apply(frame)
 
 
+@pytest.mark.parametrize(
+    "frame",
+    [
+        b'[431,{"CS":1,"PS":"BTCTRY","AO":[],"BO":[],"event":"BT\\ud800C"}]',
+        b'[431,{"CS":1,"event":"BT\\udc00C","PS":"BTCTRY"}]',
+        b'[431,{"CS":1,"PS":"BTCTRY","AO":[{"A":"1","P":"2"}],"BO":[],"channel":"obdiff",'
+        b'"event":"XR\\ud800PBTC","type":431}]',
+    ],
+)
+def test_a_lone_surrogate_in_event_is_no_error_when_ps_names_the_pair(book_class: type, frame: bytes) -> None:
+    """Found by the clang fuzzing run (the exchange's layout but an escaped event): the pair is
+    PS when it is a string, so event only has to be a string; the core used to raise."""
+    assert book_class("BTCTRY", 0, 8).apply(frame) == Status.APPLIED
+
+
+def test_a_lone_surrogate_in_event_naming_the_pair_is_placed_at_the_escape() -> None:
+    with pytest.raises(FrameError) as info:
+        Book("BTCTRY", 0, 8).apply(b'[431,{"CS":1,"AO":[],"event":"BT\\ud800C","BO":[]}]')
+    assert info.value.offset == 32 and "surrogate" in str(info.value)
+
+
+def test_an_escaped_ps_too_long_for_a_pair_is_an_error_even_with_an_event(book_class: type) -> None:
+    """Found while fixing the one above: a PS string whose escapes decode to more than a pair
+    name's bytes left the core without PS, and it took event as the pair."""
+    frame = b'[431,{"CS":1,"PS":"' + b"\\u0041" * 70 + b'","event":"BTCTRY","AO":[],"BO":[]}]'
+    with pytest.raises(FrameError):
+        book_class("BTCTRY", 0, 8).apply(frame)
+
+
 def test_a_books_error_for_a_str_that_utf8_cannot_encode_names_its_pair() -> None:
     with pytest.raises(FrameError) as info:
         Book("BTCTRY", 0, 8).apply('[431,{"CS":1,"PS":"BTCTRY","\udc80":1}]')

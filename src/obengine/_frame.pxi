@@ -177,8 +177,10 @@ cdef inline const unsigned char* _plain_run(const unsigned char* p, const unsign
 
 cdef int _lone_surrogate(Parsed* ps, const unsigned char* at, const unsigned char* buf,
                          Py_ssize_t* n) noexcept nogil:
-    """A lone surrogate escape while decoding a string into buf (see _string)."""
-    if buf == ps.keybuf:
+    """A lone surrogate escape while decoding a string into buf (see _string). In a key, or
+    in event (evbuf), it only makes the value unusable (*n = -1): event is the pair only when PS
+    is not a string, which parse_frame knows at the end of the payload."""
+    if buf == ps.keybuf or buf == ps.evbuf:
         n[0] = -1
         return 0
     return _fail(ps, E_ESCAPE, at, "no lone surrogate in a pair name")
@@ -1228,17 +1230,25 @@ cdef int parse_frame(Parsed* ps, const unsigned char* buf, Py_ssize_t size, cons
     _ws(ps)
     if ps.p != ps.end:
         return _fail(ps, E_SYNTAX, ps.p, "the end of the frame")
-    # The pair: PS, else event.
-    if ps_s != NULL:
+    # The pair: PS, else event, whichever is a string (n < 0: one too long to decode, or for
+    # event one with a lone surrogate, see _lone_surrogate; never usable as a pair name).
+    if ps_s != NULL or ps_n < 0:
         ps.pair = ps_s
         ps.pair_len = ps_n
         ps.pair_pos = ps_at - ps.start
         ps.err_field = F_PS
-    elif ev_s != NULL:
+    elif ev_s != NULL or ev_n < 0:
+        ps.err_field = F_EVENT
+        if ev_n < 0:
+            # unusable (see _lone_surrogate), and the pair: read it again as a pair name (into
+            # psbuf, unused without PS), which says what is wrong with it and where
+            ps.p = ev_at
+            rc = _string(ps, &ev_s, &ev_n, ps.psbuf, MAX_PAIR + 4)
+            if rc:
+                return rc
         ps.pair = ev_s
         ps.pair_len = ev_n
         ps.pair_pos = ev_at - ps.start
-        ps.err_field = F_EVENT
     else:
         ps.err_field = F_NONE
         return _fail(ps, E_NO_PAIR, payload_at, NULL)
