@@ -30,6 +30,17 @@ def assert_canonical_change_applied(book: Any, frame: Any) -> None:
     assert book.wide is False
 
 
+def assert_applied_or_refused(book: Any, frame: Any, applies: bool) -> None:
+    """The canonical change applied, or the frame refused with the book unchanged."""
+    if applies:
+        assert_canonical_change_applied(book, frame)
+    else:
+        before = state(book)
+        with pytest.raises(ValueError):  # FrameError is a ValueError
+            book.apply(frame)
+        assert state(book) == before
+
+
 CANONICAL = (
     '[432,{"CS":101,"PS":"BTCTRY","AO":[{"P":"2150010","A":"0.7","CP":0}],'
     '"BO":[{"P":"2149995","A":"3","CP":1}]}]'
@@ -151,13 +162,7 @@ def test_the_pair_is_ps_when_a_string_else_event(
             },
         ]
     )
-    if applies:
-        assert_canonical_change_applied(book, frame)
-    else:
-        before = state(book)
-        with pytest.raises(ValueError):  # FrameError is a ValueError
-            book.apply(frame)
-        assert state(book) == before
+    assert_applied_or_refused(book, frame, applies)
 
 
 EXCHANGE_HEAD = (
@@ -188,13 +193,7 @@ EXCHANGE_HEAD = (
 def test_the_trailer_after_bo_in_the_exchange_layout(book: Any, trailer: str, applies: bool) -> None:
     # the core compares the exchange's own trailer whole, and reads any other piece by piece
     frame = EXCHANGE_HEAD + trailer
-    if applies:
-        assert_canonical_change_applied(book, frame)
-    else:
-        before = state(book)
-        with pytest.raises(ValueError):  # FrameError is a ValueError
-            book.apply(frame)
-        assert state(book) == before
+    assert_applied_or_refused(book, frame, applies)
 
 
 def test_missing_ao_and_bo_mean_no_levels(book: Any) -> None:

@@ -11,7 +11,7 @@ cdef enum:
     MAX_PAIR = 64           # longest pair name, in bytes
 
 ctypedef struct Change:
-    Num price           # as read, or already at the book's scale (see _levels); units at commit
+    Num price           # as read, or already at the book's scale (see to_scale); units at commit
     Num amount
     int cp              # 0, 1 or 3 (entries of a 431 are given cp 1)
 
@@ -609,11 +609,10 @@ cdef int settle_decimals(Parsed* ps, int scale, bint amounts) noexcept nogil:
     """For the commit's conversion: the most real decimal places among the frame's prices (or
     amounts) if that is more than scale, else at most scale ("1.50" has one real decimal place).
 
-    The values keep the places they were written with: only the count matters, and it comes
-    from the value written with the most places whose last digit is not a zero (the exchange
-    strips trailing zeros, so the first such value settles it). Only when every value written
-    with the most places ends in a zero are those shortened by one place, and the next count
-    down tried."""
+    The count comes from a value written with the most places whose last digit is not a zero
+    (the exchange strips trailing zeros, so the first such value settles it). A value met before
+    it that ends in a zero is shortened by one place on the way, which leaves it the same value;
+    if none has such a digit, all of them are shortened and the next count down is tried."""
     cdef int side, top = 0
     cdef Py_ssize_t k
     cdef Num* n
@@ -626,13 +625,10 @@ cdef int settle_decimals(Parsed* ps, int scale, bint amounts) noexcept nogil:
         for side in range(2):
             for k in range(ps.n[side]):
                 n = &ps.changes[side][k].amount if amounts else &ps.changes[side][k].price
-                if n.dec == top and n.mant % 10:
-                    return top
-        for side in range(2):
-            for k in range(ps.n[side]):
-                n = &ps.changes[side][k].amount if amounts else &ps.changes[side][k].price
-                if n.dec == top:            # its last digit is a zero ("0.0", too, which stays 0)
-                    n.mant //= 10
+                if n.dec == top:
+                    if n.mant % 10:
+                        return top
+                    n.mant //= 10           # a trailing zero ("0.0", too, which stays 0)
                     n.dec -= 1
         top -= 1
     return top
@@ -742,31 +738,45 @@ cdef const unsigned char* _padded_level_any(const unsigned char* p, Change* ch, 
 
 cdef extern from *:
     """
-    /* PAD bytes from s to d, and PAD zeros to d + PAD, in 16-byte vector moves: written out,
-       as the compiler makes a constant-size memcpy or memset of this size a rep movs / rep stos,
-       whose start-up costs more than the copy. */
+    /* n bytes (a constant multiple of 16) from s to d, and n zeros to d + n, in 16-byte vector
+       moves: written out, as the compiler makes a constant-size memcpy or memset of PAD bytes a
+       rep movs / rep stos, whose start-up costs more than the copy. */
     typedef unsigned char ob_v16 __attribute__((vector_size(16)));
-    static inline void ob_pad_copy(unsigned char* d, const unsigned char* s) {
+    static inline void ob_pad_copy(unsigned char* d, const unsigned char* s, int n) {
         ob_v16 v, zero = {0};
         int i;
-        for (i = 0; i < 128; i += 16) {
+        for (i = 0; i < n; i += 16) {
             memcpy(&v, s + i, 16);
             memcpy(d + i, &v, 16);
-            memcpy(d + 128 + i, &zero, 16);
+            memcpy(d + n + i, &zero, 16);
         }
     }
     """
-    void ob_pad_copy(unsigned char* d, const unsigned char* s) nogil
+    void ob_pad_copy(unsigned char* d, const unsigned char* s, int n) nogil
 
 
 cdef inline void _copy_tail(unsigned char* tail, const unsigned char* start, const unsigned char* end) noexcept nogil:
     """tail (2 * PAD bytes): the frame's last PAD bytes (all of it if it is shorter) ending at
     tail + PAD, then PAD zeros. A frame's last levels are read from here on every frame."""
     if end - start >= PAD:
-        ob_pad_copy(tail, end - PAD)
+        ob_pad_copy(tail, end - PAD, PAD)
     else:
         memcpy(tail + PAD - (end - start), start, end - start)
         memset(tail + PAD, 0, PAD)
+
+
+cdef inline const unsigned char* _padded_src(const unsigned char* p, const unsigned char* start,
+                                             const unsigned char* end, unsigned char* tail,
+                                             bint* tail_ready) noexcept nogil:
+    """Where a padded reader reads the frame's bytes from p (PAD readable bytes): p itself while
+    that many remain, else the same place in tail, the frame's last bytes then zeros, copied by
+    _copy_tail on first need (*tail_ready says it is done)."""
+    if end - p >= PAD:
+        return p
+    if not tail_ready[0]:
+        _copy_tail(tail, start, end)
+        tail_ready[0] = True
+    return tail + (PAD - (end - p))
 
 
 cdef int _levels(Parsed* ps, int side, bint diff) noexcept nogil:
@@ -777,7 +787,7 @@ cdef int _levels(Parsed* ps, int side, bint diff) noexcept nogil:
     cdef const unsigned char* q
     cdef const unsigned char* src
     cdef Change* ch
-    cdef unsigned char tail[2 * PAD]        # the frame's last PAD bytes, right-aligned, then PAD zeros
+    cdef unsigned char tail[2 * PAD]        # see _padded_src
     cdef bint tail_ready = False
     cdef const unsigned char* end = ps.end
     cdef const unsigned char* start = ps.start
@@ -811,12 +821,7 @@ cdef int _levels(Parsed* ps, int side, bint diff) noexcept nogil:
             room = ps.cap[side]
         q = NULL
         if p < end and p[0] == b'{':
-            src = p
-            if end - p < PAD:               # near the end: read a zero-padded copy of the tail
-                if not tail_ready:
-                    _copy_tail(tail, start, end)
-                    tail_ready = True
-                src = tail + (PAD - (end - p))
+            src = _padded_src(p, start, end, tail, &tail_ready)
             q = _padded_level(src, ch, diff)
         if q != NULL:
             p += q - src
@@ -910,7 +915,7 @@ cdef inline const unsigned char* _layout_levels(Parsed* ps, int side, bint diff,
     """The AO/BO array at p in the exchange's layout (compact, each level read by _padded_level)
     into ps.changes[side], the values at ps.scale where they fit (see to_scale); the address past
     its ']', or NULL for anything else, which parse_frame then reads the general way. tail is
-    the frame's padded tail (see _copy_tail), made on first need; *tail_ready says it is made.
+    the frame's padded tail (see _padded_src).
 
     Only the exchange's layout, so nothing here places an error: the loop keeps what it needs
     in registers, and diff is a constant in each of its two copies (see _layout_frame)."""
@@ -932,12 +937,7 @@ cdef inline const unsigned char* _layout_levels(Parsed* ps, int side, bint diff,
                 return NULL
             ch = ps.changes[side] + i
             room = ps.cap[side]
-        src = p
-        if end - p < PAD:                   # near the end: read the zero-padded copy of the tail
-            if not tail_ready[0]:
-                _copy_tail(tail, ps.start, end)
-                tail_ready[0] = True
-            src = tail + (PAD - (end - p))
+        src = _padded_src(p, ps.start, end, tail, tail_ready)
         if src[0] != b'{':                  # _padded_level takes it as read
             return NULL
         q = _padded_level(src, ch, diff)
@@ -1001,7 +1001,7 @@ cdef int _layout_frame(Parsed* ps, const void* index) noexcept nogil:
     cdef bint diff, cs_neg
     cdef const PairSlot* slot
     cdef int side
-    cdef unsigned char tail[2 * PAD]        # see _copy_tail
+    cdef unsigned char tail[2 * PAD]        # see _padded_src
     cdef bint tail_ready = False
     # the header [43x,{"CS": then CS, up to 16 digits, whose reader needs 18 readable bytes
     if end - ps.start < 64:
