@@ -124,7 +124,7 @@ cdef inline void side_delete(Side* s, Py_ssize_t i) noexcept nogil:
     s.n -= 1
 
 
-cdef inline void side_apply(Side* s, bint asks, const Change* ch, Py_ssize_t count, int64_t* anomalies) noexcept nogil:
+cdef inline void _side_apply(Side* s, bint asks, const Change* ch, Py_ssize_t count, int64_t* anomalies) noexcept nogil:
     """Apply converted changes in order (see docs/rules.md, "Changes"). Never fails: the
     caller has converted every value and reserved room for every possible insert."""
     cdef Py_ssize_t k, i
@@ -152,6 +152,14 @@ cdef inline void side_apply(Side* s, bint asks, const Change* ch, Py_ssize_t cou
                 anomalies[0] += 1
 
 
+cdef inline void side_apply(Side* s, bint asks, const Change* ch, Py_ssize_t count, int64_t* anomalies) noexcept nogil:
+    """_side_apply, in the copy made for the side: its price comparisons are plain ones."""
+    if asks:
+        _side_apply_asks(s, ch, count, anomalies)
+    else:
+        _side_apply_bids(s, ch, count, anomalies)
+
+
 cdef inline void side_fill(Side* s, bint asks, const Change* ch, Py_ssize_t count, int64_t* anomalies) noexcept nogil:
     """Apply a snapshot's converted levels to a side just emptied by side_reset(s, count): the
     same result as side_apply, faster for the exchange's snapshots, which list each price once,
@@ -171,6 +179,14 @@ cdef inline void side_fill(Side* s, bint asks, const Change* ch, Py_ssize_t coun
         k += 1
     s.n = n
     side_apply(s, asks, ch + k, count - k, anomalies)
+
+
+cdef void _side_apply_asks(Side* s, const Change* ch, Py_ssize_t count, int64_t* anomalies) noexcept nogil:
+    _side_apply(s, True, ch, count, anomalies)
+
+
+cdef void _side_apply_bids(Side* s, const Change* ch, Py_ssize_t count, int64_t* anomalies) noexcept nogil:
+    _side_apply(s, False, ch, count, anomalies)
 
 
 cdef int64_t side_max(const Side* s, int col) noexcept nogil:
