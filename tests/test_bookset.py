@@ -65,8 +65,13 @@ def test_the_pair_comes_from_event_when_ps_is_null(bookset_class: Any) -> None:
 
 
 def test_pairs_alike_in_their_first_bytes_keep_their_own_books(bookset_class: Any) -> None:
-    # the core's index compares a name's first 16 bytes in its slot, the rest in the book's name
-    pairs = ["A", "AB", "ABCDEFGHIJKLMNOP", "ABCDEFGHIJKLMNOPQ", "ABCDEFGHIJKLMNOPQRS", "ABCDEFGHIJKLMNOPQRT"]
+    # the core's index compares a name's first 16 bytes in its slot, as two words zeroed past the
+    # name's end (the frame's bytes after it are loaded too, then masked off), the rest in the
+    # book's name: lengths on both sides of each word's end, and names that differ in one byte,
+    # which a mask one byte short would send to one book
+    pairs = ["A", "AB", "ABCDEFG", "ABCDEFGH", "ABCDEFGX", "ABCDEFGHI", "ABCDEFGHJ", "ABCDEFGHIJKLMNO",
+             "ABCDEFGHIJKLMNOP", "ABCDEFGHIJKLMNOQ", "ABCDEFGHIJKLMNOPQ", "ABCDEFGHIJKLMNOPQRS",
+             "ABCDEFGHIJKLMNOPQRT"]
     books = bookset_class()
     for i, pair in enumerate(pairs):
         assert books.apply(f431(i, [(str(100 + i), "1")], [], pair=pair)) == (pair, Status.APPLIED)

@@ -1046,7 +1046,6 @@ cdef class BookSet:
         entry.book = <PyObject*>book
         entry.name = PyBytes_AS_STRING(book._pair_bytes)
         entry.name_len = PyBytes_GET_SIZE(book._pair_bytes)
-        memcpy(entry.head, entry.name, min(entry.name_len, NAME_HEAD))
         entry.core = &book._c
         entry.results = <PyObject*>book._results
         entry.applied = PyTuple_GET_ITEM(book._results, ST_APPLIED)

@@ -959,10 +959,11 @@ cdef inline const unsigned char* _layout_levels(Parsed* ps, int side, bint diff,
     return p + 1
 
 
-cdef inline bint _exchange_trailer(const unsigned char* q, const unsigned char* end,
-                                  const unsigned char* pair, Py_ssize_t n, unsigned char digit) noexcept nogil:
+cdef inline bint _exchange_trailer(const unsigned char* q, const unsigned char* end, const unsigned char* pair,
+                                  Py_ssize_t n, const uint64_t* head, unsigned char digit) noexcept nogil:
     """The frame ends at q with the trailer the exchange writes after BO, its event the pair of
-    PS (pair, n bytes, a plain string) and its type the frame's (43 and digit):
+    PS (pair, n bytes, a plain string, head its name_head) and its type the frame's (43 and
+    digit):
 
         ,"channel":"obdiff","event":"<pair>","type":43<digit>}]
 
@@ -970,10 +971,15 @@ cdef inline bint _exchange_trailer(const unsigned char* q, const unsigned char* 
     to what the frame says (event names the pair PS names). False for any other (NULL pair
     included): _layout_frame then reads it piece by piece."""
     cdef const unsigned char* t
+    cdef uint64_t event[2]
     if pair == NULL or end - q != 43 + n:
         return False
     if (_load8(q) != TRAIL8_A or _load8(q + 8) != TRAIL8_B or _load8(q + 16) != TRAIL8_C
-            or _load8(q + 21) != TRAIL8_D or memcmp(q + 29, pair, n) != 0):
+            or _load8(q + 21) != TRAIL8_D):
+        return False
+    name_head(q + 29, n, n >= 2, event)         # the event and the 14 bytes after it: 16 when n >= 2
+    if (event[0] != head[0] or event[1] != head[1]
+            or (n > NAME_HEAD and memcmp(q + 29 + NAME_HEAD, pair + NAME_HEAD, n - NAME_HEAD) != 0)):
         return False
     t = q + 29 + n                              # ","type":43x}]  (14 bytes)
     return _load8(t) == TRAIL8_E and _load8(t + 6) == (TRAIL8_F | (<uint64_t>digit << TRAIL8_F_DIGIT))
@@ -993,6 +999,7 @@ cdef int _layout_frame(Parsed* ps, const void* index) noexcept nogil:
     cdef const unsigned char* end = ps.end
     cdef const unsigned char* q
     cdef const unsigned char* ps_s = NULL
+    cdef uint64_t ps_head[2]                # the name_head of PS, when ps_s is set
     cdef const unsigned char* ev_s = NULL
     cdef const unsigned char* ch_s
     cdef Py_ssize_t ps_n = 0, ev_n = 0, ch_n
@@ -1016,8 +1023,10 @@ cdef int _layout_frame(Parsed* ps, const void* index) noexcept nogil:
     if q == digits or q[0] != b',' or (digits[0] == b'0' and q - digits > 1):     # no digit, or a leading zero
         return 1
     q = _plain_pair(_lit(q, end, b',"PS":', 6), end, &ps_s, &ps_n)
+    if ps_s != NULL:        # loaded in place: a frame that goes on to its levels has NAME_HEAD bytes there
+        name_head(ps_s, ps_n, end - ps_s >= NAME_HEAD, ps_head)
     if index != NULL and ps_s != NULL:
-        slot = index_route(index, ps_s, ps_n, ps.last_book)     # its memory comes into cache as we read on
+        slot = index_route(index, ps_head, ps_s, ps_n, ps.last_book)    # its memory comes into cache as we read on
         if slot != NULL:
             ps.last_book = slot.book
             ps.book = slot.book
@@ -1032,7 +1041,7 @@ cdef int _layout_frame(Parsed* ps, const void* index) noexcept nogil:
             q = _layout_levels(ps, side, False, q, tail, &tail_ready)
         if q == NULL:
             return 1
-    if not _exchange_trailer(q, end, ps_s, ps_n, ps.start[3]):
+    if not _exchange_trailer(q, end, ps_s, ps_n, ps_head, ps.start[3]):
         q = _plain_string(_lit(q, end, b',"channel":', 11), end, &ch_s, &ch_n)
         q = _plain_pair(_lit(q, end, b',"event":', 9), end, &ev_s, &ev_n)
         q = _lit(q, end, b',"type":', 8)
@@ -1116,6 +1125,7 @@ cdef int parse_frame(Parsed* ps, const unsigned char* buf, Py_ssize_t size, cons
     cdef int rc, key, seen = 0
     cdef bint more = True, diff
     cdef const unsigned char* ps_s = NULL
+    cdef uint64_t ps_head[2]                # the name_head of PS, when ps_s is set
     cdef const unsigned char* ev_s = NULL
     cdef Py_ssize_t ps_n = 0, ev_n = 0
     cdef const unsigned char* payload_at

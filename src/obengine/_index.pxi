@@ -14,8 +14,8 @@ ctypedef struct PairSlot:
     PyObject* book                  # borrowed (the BookSet's dict holds it); NULL: an empty slot
     const char* name                # the book's pair name (the buffer of its bytes object)
     Py_ssize_t name_len
-    char head[NAME_HEAD]            # its first NAME_HEAD bytes (fewer when it is shorter), compared
-                                    # there: no read of the bytes object, elsewhere in memory
+    uint64_t head[2]                # its first NAME_HEAD bytes, zero past its end (see name_head),
+                                    # compared here: no read of the bytes object, elsewhere in memory
     BookCore* core                  # the book's C state (inside the book, which never moves)
     PyObject* results               # the book's tuple of apply's results, by status (borrowed)
     PyObject* applied               # its (pair, Status.APPLIED): what apply returns most (borrowed)
@@ -25,36 +25,65 @@ ctypedef struct PairIndex:
     Py_ssize_t mask                 # number of slots - 1; -1 while there are none
 
 
-cdef inline uint64_t pair_hash(const unsigned char* s, Py_ssize_t n) noexcept nogil:
-    """FNV-1a of a pair name."""
-    cdef uint64_t h = 14695981039346656037ULL
+cdef inline void name_head(const unsigned char* s, Py_ssize_t n, bint readable16, uint64_t* head) noexcept nogil:
+    """head[0], head[1]: the first NAME_HEAD bytes of a pair name of n >= 1 bytes at s, as two
+    little-endian words, zero past its end. readable16: NAME_HEAD bytes can be read from s (the
+    name is followed by more of its frame), so they are loaded in place; otherwise they are
+    copied first. The same words either way."""
+    cdef unsigned char buf[NAME_HEAD]
+    cdef Py_ssize_t k = min(n, <Py_ssize_t>NAME_HEAD)
+    if not readable16:
+        memset(buf, 0, NAME_HEAD)
+        memcpy(buf, s, k)
+        s = buf
+    head[0] = _load8(s) & (0xFFFFFFFFFFFFFFFFULL >> (8 * (8 - min(k, 8))))
+    head[1] = (_load8(s + 8) & (0xFFFFFFFFFFFFFFFFULL >> (8 * (NAME_HEAD - k)))) if k > 8 else 0
+
+
+cdef inline uint64_t pair_hash(const uint64_t* head, const unsigned char* s, Py_ssize_t n) noexcept nogil:
+    """Hash of a pair name (n bytes at s, head its name_head): its head words multiplied and
+    mixed, a few operations that depend on each other less than a byte-at-a-time hash's, so the
+    lookup's load of the slot starts sooner; bytes past NAME_HEAD (none in the exchange's names)
+    are folded in one at a time. The index takes the low bits: the last shift brings the
+    products' high bits down to them."""
+    cdef uint64_t h = (head[0] * 0x9E3779B97F4A7C15ULL) ^ (head[1] * 0xC2B2AE3D27D4EB4FULL) ^ <uint64_t>n
     cdef Py_ssize_t i
-    for i in range(n):
+    for i in range(NAME_HEAD, n):
         h = (h ^ s[i]) * 1099511628211ULL
-    return h
+    h ^= h >> 32
+    h *= 0xBF58476D1CE4E5B9ULL
+    return h ^ (h >> 29)
 
 
-cdef inline const PairSlot* index_find(const PairIndex* ix, const unsigned char* name, Py_ssize_t n) noexcept nogil:
-    """The slot of the pair name (n bytes), or NULL if it has none."""
+cdef inline const PairSlot* index_find_head(const PairIndex* ix, const uint64_t* head, const unsigned char* name,
+                                            Py_ssize_t n) noexcept nogil:
+    """The slot of the pair name (n bytes, head its name_head), or NULL if it has none."""
     cdef uint64_t h
     cdef Py_ssize_t i
     cdef const PairSlot* slot
     if ix.slots == NULL:
         return NULL
-    h = pair_hash(name, n)
+    h = pair_hash(head, name, n)
     i = <Py_ssize_t>(h & <uint64_t>ix.mask)
     while ix.slots[i].book != NULL:
         slot = &ix.slots[i]
-        if (slot.hash == h and slot.name_len == n and memcmp(slot.head, name, min(n, NAME_HEAD)) == 0
+        if (slot.hash == h and slot.name_len == n and slot.head[0] == head[0] and slot.head[1] == head[1]
                 and (n <= NAME_HEAD or memcmp(slot.name + NAME_HEAD, name + NAME_HEAD, n - NAME_HEAD) == 0)):
             return slot
         i = (i + 1) & ix.mask
     return NULL
 
 
-cdef const PairSlot* index_route(const void* index, const unsigned char* name, Py_ssize_t n,
-                                 const void* last) noexcept nogil:
-    """For the frame reader: the slot of the pair name or NULL, and a hint to the CPU
+cdef inline const PairSlot* index_find(const PairIndex* ix, const unsigned char* name, Py_ssize_t n) noexcept nogil:
+    """The slot of the pair name (n bytes), or NULL if it has none."""
+    cdef uint64_t head[2]
+    name_head(name, n, False, head)
+    return index_find_head(ix, head, name, n)
+
+
+cdef const PairSlot* index_route(const void* index, const uint64_t* head, const unsigned char* name,
+                                 Py_ssize_t n, const void* last) noexcept nogil:
+    """For the frame reader: the slot of the pair name (head its name_head) or NULL, and a hint to the CPU
     to fetch what applying the frame will read: the book object's first lines (its header and
     BookCore), the result apply returns, and the rows of both sides that side_find reads: the
     first and last TOP levels, where most changes land, and the rows its bisection reads first
@@ -64,7 +93,7 @@ cdef const PairSlot* index_route(const void* index, const unsigned char* name, P
     about 200 instructions a frame and was no faster. The rows are not asked for when the book
     is last, the book the frame before went to: a feed of one pair keeps its book in cache. A
     hint changes nothing."""
-    cdef const PairSlot* slot = index_find(<const PairIndex*>index, name, n)
+    cdef const PairSlot* slot = index_find_head(<const PairIndex*>index, head, name, n)
     cdef const Side* s
     cdef const char* rows
     cdef Py_ssize_t at, size, top
@@ -106,12 +135,13 @@ cdef inline void _index_put(PairIndex* ix, const PairSlot* entry) noexcept nogil
 
 
 cdef int index_add(PairIndex* ix, PairSlot* entry, Py_ssize_t count) except -1:
-    """Add entry (its hash is filled in here), the index then holding count entries. Raises
+    """Add entry (its head and hash are filled in here), the index then holding count entries. Raises
     MemoryError, leaving the index unchanged, if it cannot grow."""
     cdef Py_ssize_t size, i
     cdef PairSlot* old = ix.slots
     cdef Py_ssize_t old_size = ix.mask + 1
-    entry.hash = pair_hash(<const unsigned char*>entry.name, entry.name_len)
+    name_head(<const unsigned char*>entry.name, entry.name_len, False, entry.head)
+    entry.hash = pair_hash(entry.head, <const unsigned char*>entry.name, entry.name_len)
     if 2 * count > old_size:
         size = 16
         while size < 4 * count:
