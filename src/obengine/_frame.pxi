@@ -923,7 +923,8 @@ cdef inline const unsigned char* _layout_levels(Parsed* ps, int side, bint diff,
     cdef const unsigned char* src
     cdef const unsigned char* q
     cdef Change* ch = ps.changes[side]
-    cdef Py_ssize_t i = 0, room = ps.cap[side], unscaled = 0
+    cdef Change* room = ch + ps.cap[side]      # past the last Change there is room for
+    cdef Py_ssize_t i
     cdef int price_scale = ps.scale[0], amount_scale = ps.scale[1]
     if p == NULL or end - p < 2 or p[0] != b'[':
         return NULL
@@ -932,11 +933,12 @@ cdef inline const unsigned char* _layout_levels(Parsed* ps, int side, bint diff,
         ps.n[side] = 0
         return p + 1
     while True:
-        if i == room:
+        if ch == room:
+            i = ch - ps.changes[side]
             if _grow_changes(ps, side) < 0:
                 return NULL
             ch = ps.changes[side] + i
-            room = ps.cap[side]
+            room = ps.changes[side] + ps.cap[side]
         src = _padded_src(p, ps.start, end, tail, tail_ready)
         if src[0] != b'{':                  # _padded_level takes it as read
             return NULL
@@ -945,8 +947,8 @@ cdef inline const unsigned char* _layout_levels(Parsed* ps, int side, bint diff,
             return NULL
         p += q - src
         # at the book's scales while it is in cache: the commit then has nothing to convert
-        unscaled += not (to_scale(&ch.price, price_scale) and to_scale(&ch.amount, amount_scale))
-        i += 1
+        if not (to_scale(&ch.price, price_scale) and to_scale(&ch.amount, amount_scale)):
+            ps.unscaled += 1
         ch += 1
         if p < end and p[0] == b',':
             p += 1
@@ -954,8 +956,7 @@ cdef inline const unsigned char* _layout_levels(Parsed* ps, int side, bint diff,
         break
     if p >= end or p[0] != b']':
         return NULL
-    ps.n[side] = i
-    ps.unscaled += unscaled
+    ps.n[side] = ch - ps.changes[side]
     return p + 1
 
 
