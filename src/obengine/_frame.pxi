@@ -910,15 +910,24 @@ cdef inline const unsigned char* _plain_pair(const unsigned char* p, const unsig
     return _plain_string(p, end, s, n)
 
 
-cdef inline const unsigned char* _layout_levels(Parsed* ps, int side, bint diff, const unsigned char* p,
-                                                unsigned char* tail, bint* tail_ready) noexcept nogil:
+ctypedef fused LevelKind:
+    # the kind of frame whose levels _layout_levels reads, as a type, so that Cython writes one
+    # copy of it per kind (gcc kept one, the kind a flag tested on every level)
+    char            # a 432: {"CP":d,"P":..,"A":..}
+    short           # a 431: {"A":..,"P":..}
+
+
+cdef const unsigned char* _layout_levels(Parsed* ps, int side, const unsigned char* p, unsigned char* tail,
+                                         bint* tail_ready, LevelKind kind) noexcept nogil:
     """The AO/BO array at p in the exchange's layout (compact, each level read by _padded_level)
     into ps.changes[side], the values at ps.scale where they fit (see to_scale); the address past
     its ']', or NULL for anything else, which parse_frame then reads the general way. tail is
-    the frame's padded tail (see _padded_src).
+    the frame's padded tail (see _padded_src). kind: a char for a 432's levels, a short for a
+    431's (its value is not read).
 
     Only the exchange's layout, so nothing here places an error: the loop keeps what it needs
-    in registers, and diff is a constant in each of its two copies (see _layout_frame)."""
+    in registers, and diff is a constant in each of its two copies."""
+    cdef bint diff = LevelKind is char
     cdef const unsigned char* end = ps.end
     cdef const unsigned char* src
     cdef const unsigned char* q
@@ -1037,9 +1046,9 @@ cdef int _layout_frame(Parsed* ps, const void* index) noexcept nogil:
     for side in range(2):               # one call site per value of diff: each copy has it constant
         q = _lit(q, end, b',"BO":' if side else b',"AO":', 6)
         if diff:
-            q = _layout_levels(ps, side, True, q, tail, &tail_ready)
+            q = _layout_levels(ps, side, q, tail, &tail_ready, <char>0)
         else:
-            q = _layout_levels(ps, side, False, q, tail, &tail_ready)
+            q = _layout_levels(ps, side, q, tail, &tail_ready, <short>0)
         if q == NULL:
             return 1
     if not _exchange_trailer(q, end, ps_s, ps_n, ps_head, ps.start[3]):
