@@ -26,17 +26,19 @@ ctypedef struct PairIndex:
 
 
 cdef inline void name_head(const unsigned char* s, Py_ssize_t n, bint readable16, uint64_t* head) noexcept nogil:
-    """head[0], head[1]: the first NAME_HEAD bytes of a pair name of n >= 1 bytes at s, as two
+    """head[0], head[1]: the first NAME_HEAD bytes of a pair name of n bytes at s, as two
     little-endian words, zero past its end. readable16: NAME_HEAD bytes can be read from s (the
     name is followed by more of its frame), so they are loaded in place; otherwise they are
-    copied first. The same words either way."""
+    copied first. The same words either way. A frame may name a pair with no bytes (an error,
+    found later): each mask is taken only for a word that holds some of the name, since a shift
+    by 64 bits is undefined."""
     cdef unsigned char buf[NAME_HEAD]
     cdef Py_ssize_t k = min(n, <Py_ssize_t>NAME_HEAD)
     if not readable16:
         memset(buf, 0, NAME_HEAD)
         memcpy(buf, s, k)
         s = buf
-    head[0] = _load8(s) & (0xFFFFFFFFFFFFFFFFULL >> (8 * (8 - min(k, 8))))
+    head[0] = (_load8(s) & (0xFFFFFFFFFFFFFFFFULL >> (8 * (8 - min(k, 8))))) if k > 0 else 0
     head[1] = (_load8(s + 8) & (0xFFFFFFFFFFFFFFFFULL >> (8 * (NAME_HEAD - k)))) if k > 8 else 0
 
 
