@@ -393,11 +393,11 @@ cdef int commit_narrow(BookCore* b, Parsed* ps) noexcept nogil:
     b.scale[0] = new_scale[0]
     b.scale[1] = new_scale[1]
     if snapshot:
-        side_fill(&b.sides[0], True, ps.changes[0], ps.n[0], &b.anomalies)
-        side_fill(&b.sides[1], False, ps.changes[1], ps.n[1], &b.anomalies)
+        side_fill(&b.sides[0], ps.changes[0], ps.n[0], &b.anomalies, <AsksTag>0)
+        side_fill(&b.sides[1], ps.changes[1], ps.n[1], &b.anomalies, <BidsTag>0)
     else:
-        side_apply(&b.sides[0], True, ps.changes[0], ps.n[0], &b.anomalies)
-        side_apply(&b.sides[1], False, ps.changes[1], ps.n[1], &b.anomalies)
+        side_apply(&b.sides[0], ps.changes[0], ps.n[0], &b.anomalies, <AsksTag>0)
+        side_apply(&b.sides[1], ps.changes[1], ps.n[1], &b.anomalies, <BidsTag>0)
     b.seq = ps.cs
     b.has_seq = True
     b.synced = True

@@ -910,24 +910,26 @@ cdef inline const unsigned char* _plain_pair(const unsigned char* p, const unsig
     return _plain_string(p, end, s, n)
 
 
-ctypedef fused LevelKind:
-    # the kind of frame whose levels _layout_levels reads, as a type, so that Cython writes one
-    # copy of it per kind (gcc kept one, the kind a flag tested on every level)
-    char            # a 432: {"CP":d,"P":..,"A":..}
-    short           # a 431: {"A":..,"P":..}
+# The kind of frame whose levels _layout_levels reads, as a type (a tag whose value is never
+# read), so that Cython writes one copy of it per kind, diff a constant in each: gcc kept one, the
+# kind a flag tested on every level. The same device as SideTag (_side.pxi).
+ctypedef char ChangesTag            # a 432: {"CP":d,"P":..,"A":..}
+ctypedef short SnapshotTag          # a 431: {"A":..,"P":..}
+ctypedef fused LevelTag:
+    ChangesTag
+    SnapshotTag
 
 
 cdef const unsigned char* _layout_levels(Parsed* ps, int side, const unsigned char* p, unsigned char* tail,
-                                         bint* tail_ready, LevelKind kind) noexcept nogil:
+                                         bint* tail_ready, LevelTag kind) noexcept nogil:
     """The AO/BO array at p in the exchange's layout (compact, each level read by _padded_level)
     into ps.changes[side], the values at ps.scale where they fit (see to_scale); the address past
     its ']', or NULL for anything else, which parse_frame then reads the general way. tail is
-    the frame's padded tail (see _padded_src). kind: a char for a 432's levels, a short for a
-    431's (its value is not read).
+    the frame's padded tail (see _padded_src).
 
     Only the exchange's layout, so nothing here places an error: the loop keeps what it needs
-    in registers, and diff is a constant in each of its two copies."""
-    cdef bint diff = LevelKind is char
+    in registers."""
+    cdef bint diff = LevelTag is ChangesTag
     cdef const unsigned char* end = ps.end
     cdef const unsigned char* src
     cdef const unsigned char* q
@@ -1046,9 +1048,9 @@ cdef int _layout_frame(Parsed* ps, const void* index) noexcept nogil:
     for side in range(2):               # one call site per value of diff: each copy has it constant
         q = _lit(q, end, b',"BO":' if side else b',"AO":', 6)
         if diff:
-            q = _layout_levels(ps, side, q, tail, &tail_ready, <char>0)
+            q = _layout_levels(ps, side, q, tail, &tail_ready, <ChangesTag>0)
         else:
-            q = _layout_levels(ps, side, q, tail, &tail_ready, <short>0)
+            q = _layout_levels(ps, side, q, tail, &tail_ready, <SnapshotTag>0)
         if q == NULL:
             return 1
     if not _exchange_trailer(q, end, ps_s, ps_n, ps_head, ps.start[3]):
@@ -1135,7 +1137,6 @@ cdef int parse_frame(Parsed* ps, const unsigned char* buf, Py_ssize_t size, cons
     cdef int rc, key, seen = 0
     cdef bint more = True, diff
     cdef const unsigned char* ps_s = NULL
-    cdef uint64_t ps_head[2]                # the name_head of PS, when ps_s is set
     cdef const unsigned char* ev_s = NULL
     cdef Py_ssize_t ps_n = 0, ev_n = 0
     cdef const unsigned char* payload_at

@@ -98,6 +98,7 @@ cdef const PairSlot* index_route(const void* index, const uint64_t* head, const 
     cdef const PairSlot* slot = index_find_head(<const PairIndex*>index, head, name, n)
     cdef const Side* s
     cdef const char* rows
+    cdef Py_ssize_t row = 2 * <Py_ssize_t>sizeof(int64_t)      # bytes
     cdef Py_ssize_t at, size, top
     cdef int side
     if slot == NULL:
@@ -112,17 +113,17 @@ cdef const PairSlot* index_route(const void* index, const uint64_t* head, const 
     for side in range(2):
         s = &slot.core.sides[side]
         rows = <const char*>side_rows(s)
-        size = s.n * 2 * <Py_ssize_t>sizeof(int64_t)
+        size = s.n * row
         if size == 0:
             continue
-        top = min(size, TOP * 16)                   # the first and the last TOP rows: up to 3 lines each
+        top = min(size, TOP * row)                  # the first and the last TOP rows: up to 3 lines each
         __builtin_prefetch(rows)
         __builtin_prefetch(rows + (top >> 1))
         __builtin_prefetch(rows + top - 1)
         __builtin_prefetch(rows + size - top)
         __builtin_prefetch(rows + size - (top >> 1))
         __builtin_prefetch(rows + size - 1)
-        at = (size >> 5) << 4                       # a quarter of the side, whole rows
+        at = (s.n >> 2) * row                       # a quarter of the side, whole rows
         __builtin_prefetch(rows + at)
         __builtin_prefetch(rows + 2 * at)
         __builtin_prefetch(rows + 3 * at)

@@ -8,9 +8,17 @@
 # per change saved, which matters once hundreds of books no longer fit in cache). The levels stay
 # contiguous, so numpy views them as a (k, 2) array.
 #
-# Asks are ascending (a lower price is better), bids descending. The functions that compare prices
-# take the side as a flag, which every caller passes as a constant: the compiler makes one copy per
-# side, each with a plain comparison.
+# Asks are ascending (a lower price is better), bids descending. The small functions that compare
+# prices take the side as a flag, and are inlined where it is a constant. side_apply and side_fill,
+# too large for gcc to copy per side (it kept one, testing the flag around every comparison), take
+# the side as a type instead: a tag, AsksTag or BidsTag, whose value is never read, so that Cython
+# writes one copy of each per side, the flag a constant in it.
+
+ctypedef char AsksTag
+ctypedef short BidsTag
+ctypedef fused SideTag:
+    AsksTag
+    BidsTag
 
 ctypedef struct Side:
     int64_t* lv         # the side's block of rows (owned by a _Rows object)
@@ -124,9 +132,10 @@ cdef inline void side_delete(Side* s, Py_ssize_t i) noexcept nogil:
     s.n -= 1
 
 
-cdef inline void _side_apply(Side* s, bint asks, const Change* ch, Py_ssize_t count, int64_t* anomalies) noexcept nogil:
+cdef void side_apply(Side* s, const Change* ch, Py_ssize_t count, int64_t* anomalies, SideTag side) noexcept nogil:
     """Apply converted changes in order (see docs/rules.md, "Changes"). Never fails: the
     caller has converted every value and reserved room for every possible insert."""
+    cdef bint asks = SideTag is AsksTag
     cdef Py_ssize_t k, i
     cdef bint found
     cdef const Change* c
@@ -152,20 +161,13 @@ cdef inline void _side_apply(Side* s, bint asks, const Change* ch, Py_ssize_t co
                 anomalies[0] += 1
 
 
-cdef inline void side_apply(Side* s, bint asks, const Change* ch, Py_ssize_t count, int64_t* anomalies) noexcept nogil:
-    """_side_apply, in the copy made for the side: its price comparisons are plain ones."""
-    if asks:
-        _side_apply_asks(s, ch, count, anomalies)
-    else:
-        _side_apply_bids(s, ch, count, anomalies)
-
-
-cdef inline void side_fill(Side* s, bint asks, const Change* ch, Py_ssize_t count, int64_t* anomalies) noexcept nogil:
+cdef inline void side_fill(Side* s, const Change* ch, Py_ssize_t count, int64_t* anomalies, SideTag side) noexcept nogil:
     """Apply a snapshot's converted levels to a side just emptied by side_reset(s, count): the
     same result as side_apply, faster for the exchange's snapshots, which list each price once,
     best first, none with a zero amount. Such a level would go after the last one, so it is
     written there, with no search and no move; from the first other level on, side_apply takes
     the rest in order (cp is 1 for every level of a snapshot)."""
+    cdef bint asks = SideTag is AsksTag
     cdef int64_t* rows = side_rows(s)
     cdef Py_ssize_t k = 0, n = s.n
     cdef const Change* c
@@ -178,15 +180,7 @@ cdef inline void side_fill(Side* s, bint asks, const Change* ch, Py_ssize_t coun
         n += 1
         k += 1
     s.n = n
-    side_apply(s, asks, ch + k, count - k, anomalies)
-
-
-cdef void _side_apply_asks(Side* s, const Change* ch, Py_ssize_t count, int64_t* anomalies) noexcept nogil:
-    _side_apply(s, True, ch, count, anomalies)
-
-
-cdef void _side_apply_bids(Side* s, const Change* ch, Py_ssize_t count, int64_t* anomalies) noexcept nogil:
-    _side_apply(s, False, ch, count, anomalies)
+    side_apply(s, ch + k, count - k, anomalies, side)
 
 
 cdef int64_t side_max(const Side* s, int col) noexcept nogil:
