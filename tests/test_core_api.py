@@ -3,6 +3,7 @@ and the typed stubs (``_core.pyi``) checked against the built module by mypy's s
 from __future__ import annotations
 
 import enum
+import inspect
 import subprocess
 import sys
 from decimal import Decimal
@@ -215,6 +216,13 @@ def test_a_book_is_initialized_once() -> None:
 
 
 @pytest.mark.no_sanitizer  # the stubs against the module's signatures: nothing for ASan to check
+def test_apply_is_introspectable_as_taking_one_frame() -> None:
+    """apply is a plain method (no bound-method layer on each call); its signature stays readable."""
+    for apply in (Book("XYZTRY", 0, 0).apply, BookSet().apply):
+        assert list(inspect.signature(apply).parameters) == ["frame"]
+        assert apply.__doc__ and apply.__doc__.startswith("Apply one websocket frame")
+
+
 def test_the_stubs_match_the_built_module() -> None:
     root = Path(__file__).resolve().parent.parent
     result = subprocess.run(
