@@ -154,8 +154,9 @@ def test_any_byte_after_a_number_s_digits_ends_the_number_or_breaks_it(
     """The core counts a number's digits eight bytes at a time. Every byte value after one to
     seven digits, in the integer part and in the fraction, of a price and of an amount of a 432
     in the exchange's layout: only another digit leaves a number; anything else is a FrameError
-    and changes nothing."""
-    for digits in ("1", "1234567", "0.5", "12.3456789", "1.2345678"):
+    and changes nothing. Below 1, seven and eight places: the ends of the eight a fraction
+    below 1 is read in."""
+    for digits in ("1", "1234567", "0.5", "0.1234567", "0.12345678", "12.3456789", "1.2345678"):
         for byte in range(256):
             text = (digits.encode() + bytes([byte])).decode("latin-1")
             for price, amount in ((text, "0.7"), ("2150010", text)):

@@ -157,6 +157,14 @@ cdef inline int _leading_digits(uint64_t w) noexcept nogil:
     return __builtin_ctzll(bad) >> 3
 
 
+cdef inline int _leading_digits_nb(uint64_t w) noexcept nogil:
+    """_leading_digits with no branch: a flag at bit 63 stands for the ninth byte, so that eight
+    digits count to 8 as fewer do."""
+    cdef uint64_t d = w ^ 0x3030303030303030ULL
+    cdef uint64_t bad = ((d + 0x7676767676767676ULL) | d) & 0x8080808080808080ULL
+    return (__builtin_ctzll((bad >> 7) | 0x8000000000000000ULL) + 1) >> 3
+
+
 cdef inline const unsigned char* _digits(const unsigned char* q, const unsigned char* end,
                                         uint64_t* mant) noexcept nogil:
     """Append the digits at q to *mant (wrapping past 19 digits: the caller counts them)."""
@@ -223,13 +231,25 @@ cdef inline const unsigned char* _padded_decimal(const unsigned char* q, Num* ou
     The usual numbers, up to 7 integer and 8 fraction digits, take two loads made at once: the
     fraction is cut out of the loaded bytes rather than loaded again from where the integer part
     ends, and at most 15 digits need no overflow check. When all the digits fit in eight (most
-    prices), the integer and fraction digits are joined in one word and converted once. Longer
+    prices), the integer and fraction digits are joined in one word and converted once. A number
+    below 1 ("0.xxx", most amounts) is converted with no branch on its number of places. Longer
     numbers go to _padded_decimal_long.
     Reads at most 34 bytes from q.
     """
     cdef uint64_t a = _load8(q), b = _load8(q + 8), f, ints = 0, mant
     cdef int k, kf
     if q[0] == b'0':                        # "0" or "0.xxx" (most amounts): no integer digits to read
+        if q[1] == b'.':
+            # Up to eight fraction digits, converted whatever their count, with no branch on it:
+            # amounts below 1 have all counts, which the CPU cannot guess from one to the next.
+            f = _load8(q + 2)
+            kf = _leading_digits_nb(f)
+            if kf == 0 or _is_digit(q[2 + kf]):     # "0." or more than eight places
+                return NULL if kf == 0 else _padded_decimal_long(q, out)
+            out.mant = <int64_t>_eight_value(f << ((64 - 8 * kf) & 63))
+            out.dec = kf
+            out.neg = False
+            return q + 2 + kf
         k = 1
         if _is_digit(q[1]):                 # a leading zero
             return NULL
