@@ -215,7 +215,6 @@ def test_a_book_is_initialized_once() -> None:
     assert bs["XYZTRY"].best_ask == (10050, 2000)
 
 
-@pytest.mark.no_sanitizer  # the stubs against the module's signatures: nothing for ASan to check
 def test_apply_is_introspectable_as_taking_one_frame() -> None:
     """apply is a plain method (no bound-method layer on each call); its signature stays readable."""
     for apply in (Book("XYZTRY", 0, 0).apply, BookSet().apply):
@@ -223,6 +222,7 @@ def test_apply_is_introspectable_as_taking_one_frame() -> None:
         assert apply.__doc__ and apply.__doc__.startswith("Apply one websocket frame")
 
 
+@pytest.mark.no_sanitizer  # the stubs against the module's signatures: nothing for ASan to check
 def test_the_stubs_match_the_built_module() -> None:
     root = Path(__file__).resolve().parent.parent
     result = subprocess.run(

@@ -244,8 +244,10 @@ cdef inline const unsigned char* _padded_decimal(const unsigned char* q, Num* ou
             # amounts below 1 have all counts, which the CPU cannot guess from one to the next.
             f = _load8(q + 2)
             kf = _leading_digits_nb(f)
-            if kf == 0 or _is_digit(q[2 + kf]):     # "0." or more than eight places
-                return NULL if kf == 0 else _padded_decimal_long(q, out)
+            if kf == 0:                     # "0." is not a number
+                return NULL
+            if _is_digit(q[2 + kf]):        # more than eight places
+                return _padded_decimal_long(q, out)
             out.mant = <int64_t>_eight_value(f << ((64 - 8 * kf) & 63))
             out.dec = kf
             out.neg = False
