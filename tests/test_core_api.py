@@ -234,3 +234,17 @@ def test_the_stubs_match_the_built_module() -> None:
     print(result.stdout)
     print(result.stderr)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_build_has_the_number_reader_its_cpu_gets() -> None:
+    """x86-64 builds read numbers with SSE4.1 unless built with OBENGINE_PORTABLE=1 (setup.py);
+    other CPUs always have the eight-byte reader. The tests of numbers check whichever it is: CI
+    runs them on both (set OBENGINE_PORTABLE=1 when testing a portable build, so this agrees)."""
+    import os
+    import platform
+
+    from obengine import _core
+
+    x86 = platform.machine().lower() in ("x86_64", "amd64")
+    portable = os.environ.get("OBENGINE_PORTABLE") == "1"
+    assert _core._NUMBER_READER == ("sse4.1" if x86 and not portable else "swar")

@@ -151,12 +151,14 @@ def test_every_shape_of_plain_decimal_is_read_exactly(make_book: Callable[..., A
 def test_any_byte_after_a_number_s_digits_ends_the_number_or_breaks_it(
     make_book: Callable[..., Any],
 ) -> None:
-    """The core counts a number's digits eight bytes at a time. Every byte value after one to
-    seven digits, in the integer part and in the fraction, of a price and of an amount of a 432
-    in the exchange's layout: only another digit leaves a number; anything else is a FrameError
-    and changes nothing. Below 1, seven and eight places: the ends of the eight a fraction
-    below 1 is read in."""
-    for digits in ("1", "1234567", "0.5", "0.1234567", "0.12345678", "12.3456789", "1.2345678"):
+    """The core reads a number's bytes eight at a time (portable builds) or sixteen (x86-64, up
+    to the closing quote). Every byte value after one to seven digits, in the integer part and in
+    the fraction, of a price and of an amount of a 432 in the exchange's layout: only another
+    digit leaves a number; anything else is a FrameError and changes nothing. Below 1, seven and
+    eight places: the ends of the eight a fraction below 1 is read in. Fourteen and fifteen bytes:
+    the last byte the sixteen-byte reader takes, and the first it leaves to the long reader."""
+    for digits in ("1", "1234567", "0.5", "0.1234567", "0.12345678", "12.3456789", "1.2345678",
+                   "12345678901234", "1234567.123456", "0.123456789012", "123456789012345", "1234567.1234567"):
         for byte in range(256):
             text = (digits.encode() + bytes([byte])).decode("latin-1")
             for price, amount in ((text, "0.7"), ("2150010", text)):
@@ -173,6 +175,29 @@ def test_any_byte_after_a_number_s_digits_ends_the_number_or_breaks_it(
                     with pytest.raises(FrameError):
                         b.apply(frame)
                     assert state(b) == before, (price, amount)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", ".", "5.", ".5", "1..2", "1.2.3", "05", "00", "00.5", "0.", "0123456789012", "1234567890123.",
+     ".12345678901234", "1.2345678901234.", "12345.678.9", "123456.78901234.", "1.23456789012345.6"],
+)
+def test_a_number_out_of_the_grammar_is_refused_at_any_length(make_book: Callable[..., Any], text: str) -> None:
+    """Grammar errors (an empty number, a '.' first, last or twice, a leading zero) at both ends
+    of the sixteen bytes the x86-64 reader looks at, as a price and as an amount, in a 432 and a
+    431 in the exchange's layout: a FrameError, and the book as it was."""
+    b = make_book()
+    assert b.apply(f431(100, [("2150000", "1")], [])) == Status.APPLIED
+    before = state(b)
+    frames = [
+        '[432,{"CS":101,"PS":"BTCTRY","AO":[{"CP":1,"P":"' + price + '","A":"' + amount
+        + '"}],"BO":[],"channel":"obdiff","event":"BTCTRY","type":432}]'
+        for price, amount in ((text, "0.7"), ("2150010", text))
+    ] + [f431(102, [(text, "1")], []), f431(102, [("2150010", text)], [])]
+    for frame in frames:
+        with pytest.raises(FrameError):
+            b.apply(frame)
+        assert state(b) == before, frame
 
 
 def test_int64_max_price_fits_a_narrow_book_at_scale_0(make_book: Callable[..., Any]) -> None:

@@ -222,11 +222,111 @@ cdef inline const unsigned char* _padded_digits(const unsigned char* q, uint64_t
     return q + k
 
 
+cdef extern from *:
+    """
+    /* A quoted number read with 16-byte vector instructions (SSE4.1), with no branch on its shape:
+       x86-64 builds compile with -msse4.2 (setup.py), the baseline numpy's own x86-64 wheels
+       require. OBENGINE_PORTABLE=1 builds without it (the eight-byte readers below then run).
+
+       q: the number's first byte, 16 bytes readable. Takes "digits[.digits]" of at most 15 bytes
+       followed by a '"' (the exchange's prices and amounts): sets *mant, *dec (places as written)
+       and returns its length; returns 0, setting nothing, for anything else, which the general
+       readers then take (or refuse). At most 15 bytes: at most 15 digits, so no overflow. */
+    #if defined(__SSE4_1__) && !defined(OBENGINE_PORTABLE)
+    #include <smmintrin.h>
+    #define OBENGINE_SIMD 1
+    /* ob_order[p][n]: the byte order (for pshufb) that takes n digits from the start of 16 bytes
+       whose byte p is the '.' (p = 16: none), drops the '.', and puts the digits at the end after
+       16 - n zeros (0x80 selects a zero). Filled on import by ob_init_order. */
+    static unsigned char ob_order[17][16][16] __attribute__((aligned(16)));
+    static void ob_init_order(void) {
+        int p, n, j, k;
+        for (p = 0; p <= 16; p++)
+            for (n = 0; n < 16; n++)
+                for (j = 0; j < 16; j++) {
+                    k = j - (16 - n);               /* the digit at byte j: the k-th, or none */
+                    ob_order[p][n][j] = k < 0 ? 0x80 : (unsigned char)(k < p ? k : k + 1);
+                }
+    }
+    static inline int ob_simd_number(const unsigned char* q, uint64_t* mant, int* dec) {
+        __m128i v = _mm_loadu_si128((const __m128i*)q);
+        __m128i d = _mm_sub_epi8(v, _mm_set1_epi8('0'));       /* a digit's value; others >= 10 */
+        unsigned quotes = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')));
+        unsigned digits = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_min_epu8(d, _mm_set1_epi8(9)), d));
+        unsigned points = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8('.')));
+        unsigned len = (unsigned)__builtin_ctz(quotes | 0x10000u);    /* 16: no '"' in reach */
+        unsigned inside = (1u << len) - 1;                  /* bit i: byte i is the number's */
+        unsigned other = inside & ~digits;                  /* its bytes that are not digits */
+        unsigned dot = (unsigned)__builtin_ctz(other | 0x10000u);     /* 16: none */
+        unsigned has_dot = other != 0;
+        unsigned n = len - has_dot;                         /* digits */
+        unsigned bad = (len - 1 >= 15)                      /* empty, or longer than 15 bytes */
+            | (other & (other - 1))                         /* two bytes not digits */
+            | (other & ~(points & (inside >> 1) & ~1u))     /* one that is not a '.' between digits */
+            | ((q[0] == '0') & (digits >> 1));              /* a leading zero: "0" then a digit */
+        __m128i x, t;
+        if (bad)
+            return 0;
+        /* the digits without the '.', right-aligned in 16 bytes after zeros, then joined: pairs
+           (x10), fours (x100), eights (x10000), and the two eights */
+        x = _mm_shuffle_epi8(d, _mm_load_si128((const __m128i*)ob_order[dot][n]));
+        t = _mm_maddubs_epi16(x, _mm_setr_epi8(10, 1, 10, 1, 10, 1, 10, 1, 10, 1, 10, 1, 10, 1, 10, 1));
+        t = _mm_madd_epi16(t, _mm_setr_epi16(100, 1, 100, 1, 100, 1, 100, 1));
+        t = _mm_packus_epi32(t, t);
+        t = _mm_madd_epi16(t, _mm_setr_epi16(10000, 1, 10000, 1, 10000, 1, 10000, 1));
+        *mant = (uint64_t)(uint32_t)_mm_cvtsi128_si32(t) * 100000000u + (uint32_t)_mm_extract_epi32(t, 1);
+        *dec = has_dot ? (int)(len - 1 - dot) : 0;
+        return (int)len;
+    }
+    /* 1 if this build needs SSE4.2 and the CPU lacks it (checked on import) */
+    static int ob_simd_missing(void) { __builtin_cpu_init(); return !__builtin_cpu_supports("sse4.2"); }
+    #else
+    #define OBENGINE_SIMD 0
+    static inline int ob_simd_number(const unsigned char* q, uint64_t* mant, int* dec) { return 0; }
+    static int ob_simd_missing(void) { return 0; }
+    static void ob_init_order(void) { }
+    #endif
+    """
+    bint OBENGINE_SIMD      # numbers read by ob_simd_number (x86-64 builds)
+    int ob_simd_number(const unsigned char* q, uint64_t* mant, int* dec) nogil
+    int ob_simd_missing()
+    void ob_init_order()
+
+
+if ob_simd_missing():
+    raise ImportError("this build of obengine's core uses SSE4.2 (x86-64-v2), which this CPU lacks: "
+                      "reinstall it with OBENGINE_PORTABLE=1 set")
+
+ob_init_order()
+_NUMBER_READER = "sse4.1" if OBENGINE_SIMD else "swar"     # which reader this build has (for tests)
+
+
 cdef inline const unsigned char* _padded_decimal(const unsigned char* q, Num* out) noexcept nogil:
     """A number "digits[.digits]" at q (no sign: a '-' is not taken) with at most 19 digits and
     within int64, as the exchange writes prices and amounts: read it into out (decimal places as
     written) and return the address after its last digit, or NULL for any other text (the general
     reader, parse_decimal, takes those).
+
+    On x86-64, ob_simd_number reads the exchange's numbers (up to 15 bytes, closed by a '"')
+    with no branch on their shape: 380 pairs' prices and amounts come in every shape, which the
+    CPU cannot guess from one to the next. Elsewhere, _padded_decimal_swar. Longer numbers, and
+    anything else, go to _padded_decimal_long. Reads at most 34 bytes from q.
+    """
+    cdef uint64_t mant
+    cdef int k, dec
+    if OBENGINE_SIMD:
+        k = ob_simd_number(q, &mant, &dec)
+        if k == 0:
+            return _padded_decimal_long(q, out)
+        out.mant = <int64_t>mant
+        out.dec = dec
+        out.neg = False
+        return q + k
+    return _padded_decimal_swar(q, out)
+
+
+cdef inline const unsigned char* _padded_decimal_swar(const unsigned char* q, Num* out) noexcept nogil:
+    """_padded_decimal in eight-byte words, for the CPUs ob_simd_number is not built for.
 
     The usual numbers, up to 7 integer and 8 fraction digits, take two loads made at once: the
     fraction is cut out of the loaded bytes rather than loaded again from where the integer part
