@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import enum
 import inspect
+import os
+import platform
 import subprocess
 import sys
 from decimal import Decimal
@@ -240,9 +242,6 @@ def test_the_build_has_the_number_reader_its_cpu_gets() -> None:
     """x86-64 builds read numbers with SSE4.1 unless built with OBENGINE_PORTABLE=1 (setup.py);
     other CPUs always have the eight-byte reader. The tests of numbers check whichever it is: CI
     runs them on both (set OBENGINE_PORTABLE=1 when testing a portable build, so this agrees)."""
-    import os
-    import platform
-
     from obengine import _core
 
     x86 = platform.machine().lower() in ("x86_64", "amd64")
