@@ -4,7 +4,8 @@
 #   bash fuzz/run.sh [SECONDS] [-- LIBFUZZER_ARGS...]
 #       Copies the working tree to .fuzz/src, builds the core there with clang (AddressSanitizer,
 #       UndefinedBehaviorSanitizer, libFuzzer coverage) into its own venv .fuzz/venv (never the
-#       normal build; rebuilt only when src/, python/, setup.py or pyproject.toml changed), makes
+#       normal build; rebuilt only when src/, python/, setup.py, pyproject.toml or setup.py's
+#       OBENGINE_DEBUG / OBENGINE_PORTABLE changed), makes
 #       the seed corpus if missing, then fuzzes for SECONDS (default 600). Needs clang-14
 #       (Debian: apt-get install -y clang-14). Exit status 0: nothing found.
 #   bash fuzz/run.sh --quick [RUNS]
@@ -84,7 +85,8 @@ build_fuzz() {
     # check it; -fno-wrapv (after them) turns the check back on.
     [ "${FUZZ_WRAPV:-0}" = 1 ] || flags="$flags -fno-wrapv"
     local stamp
-    stamp="$(core_hash) $CLANG $flags"
+    # setup.py's build switches are part of what was built (OBENGINE_PORTABLE: the number reader)
+    stamp="$(core_hash) $CLANG $flags debug=${OBENGINE_DEBUG:-0} portable=${OBENGINE_PORTABLE:-0}"
     if [ "${FUZZ_REBUILD:-0}" != 1 ] && [ -f "$state/build.stamp" ] && [ "$(cat "$state/build.stamp")" = "$stamp" ]; then
         echo "fuzz/run.sh: the core is unchanged: reusing the fuzzing build in $venv"
         return
